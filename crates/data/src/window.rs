@@ -1,0 +1,156 @@
+//! Sliding windows over an encoded text, as a Burn [`Dataset`].
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use burn::data::dataset::{Dataset, DatasetError};
+
+use crate::error::DataError;
+
+/// One training example: `seq_len` input ids and the `seq_len` ids that follow each of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextWindow {
+    /// `text[start..start + seq_len]`.
+    pub input: Vec<u32>,
+    /// `text[start + 1..start + seq_len + 1]`.
+    pub target: Vec<u32>,
+}
+
+/// Every window of `seq_len + 1` tokens that starts at `range.start + k * stride` and ends
+/// inside `range`.
+#[derive(Debug, Clone)]
+pub struct TextWindows {
+    tokens: Arc<[u32]>,
+    range: Range<usize>,
+    seq_len: usize,
+    stride: usize,
+    len: usize,
+}
+
+impl TextWindows {
+    /// Cuts windows from `tokens[range]`.
+    ///
+    /// `part` names the text in the error when it is shorter than one window
+    /// (`seq_len + 1` tokens).
+    ///
+    /// # Panics
+    /// If `seq_len` or `stride` is zero or `range` lies outside `tokens`: the configuration
+    /// is validated before data is cut.
+    pub fn new(
+        tokens: Arc<[u32]>,
+        range: Range<usize>,
+        seq_len: usize,
+        stride: usize,
+        part: &'static str,
+    ) -> Result<Self, DataError> {
+        assert!(seq_len > 0 && stride > 0, "seq_len and stride must be positive");
+        assert!(range.end <= tokens.len(), "range outside the text");
+        let available = range.len();
+        if available < seq_len + 1 {
+            return Err(DataError::TooShort {
+                part,
+                len: available,
+                seq_len,
+                needed: seq_len + 1,
+            });
+        }
+        let len = (available - seq_len - 1) / stride + 1;
+        Ok(Self {
+            tokens,
+            range,
+            seq_len,
+            stride,
+            len,
+        })
+    }
+
+    /// The window length.
+    pub fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
+    /// The token position where window `index` starts.
+    pub fn start(&self, index: usize) -> usize {
+        self.range.start + index * self.stride
+    }
+}
+
+impl Dataset<TextWindow> for TextWindows {
+    fn get(&self, index: usize) -> Result<TextWindow, DatasetError> {
+        assert!(index < self.len, "window {index} out of {}", self.len);
+        let start = self.start(index);
+        let slice = &self.tokens[start..start + self.seq_len + 1];
+        Ok(TextWindow {
+            input: slice[..self.seq_len].to_vec(),
+            target: slice[1..].to_vec(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CharVocab, TextSplit};
+
+    fn encoded(text: &str) -> Arc<[u32]> {
+        CharVocab::from_text(text).unwrap().encode(text).unwrap().into()
+    }
+
+    #[test]
+    fn windows_equal_the_text_slices() {
+        let text = "the quick brown fox jumps over the lazy dog";
+        let vocab = CharVocab::from_text(text).unwrap();
+        let tokens = encoded(text);
+        let chars: Vec<char> = text.chars().collect();
+        for stride in [1, 3, 7] {
+            let windows = TextWindows::new(tokens.clone(), 0..tokens.len(), 5, stride, "training")
+                .unwrap();
+            assert_eq!(windows.len(), (chars.len() - 6) / stride + 1);
+            for i in 0..windows.len() {
+                let w = windows.get(i).unwrap();
+                let s = i * stride;
+                let input: String = chars[s..s + 5].iter().collect();
+                let target: String = chars[s + 1..s + 6].iter().collect();
+                assert_eq!(vocab.decode(&w.input), input);
+                assert_eq!(vocab.decode(&w.target), target);
+            }
+            let last = windows.start(windows.len() - 1);
+            assert!(last + 6 <= chars.len() && last + stride + 6 > chars.len());
+        }
+    }
+
+    #[test]
+    fn stride_one_covers_every_position() {
+        let tokens = encoded("abcdefghij");
+        let windows = TextWindows::new(tokens, 0..10, 3, 1, "training").unwrap();
+        assert_eq!(windows.len(), 7);
+        assert_eq!(windows.get(6).unwrap().target, vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn training_windows_never_reach_validation_text() {
+        let text: String = (0..1000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let tokens = encoded(&text);
+        for fraction in [0.05, 0.1, 0.33] {
+            let split = TextSplit::by_position(tokens.len(), fraction);
+            let train = TextWindows::new(tokens.clone(), split.train.clone(), 17, 4, "training")
+                .unwrap();
+            let last = train.start(train.len() - 1);
+            assert!(last + 17 + 1 <= split.train.end);
+            let valid = TextWindows::new(tokens.clone(), split.valid.clone(), 17, 17, "validation")
+                .unwrap();
+            assert!(valid.start(0) >= split.train.end);
+        }
+    }
+
+    #[test]
+    fn too_short_text_is_an_error() {
+        let tokens = encoded("abc");
+        let err = TextWindows::new(tokens, 0..3, 3, 1, "validation").unwrap_err();
+        assert!(err.to_string().contains("validation"), "{err}");
+    }
+}

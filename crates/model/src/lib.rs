@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod batch;
+mod cell;
+mod generation;
+mod layer;
+mod model;
+mod recurrence;
+mod sampling;
+mod state;
+mod train;
+
+pub use batch::SequenceBatch;
+pub use cell::{LstmCell, LstmCellConfig};
+pub use generation::generate;
+pub use layer::{Lstm, LstmConfig, LstmImplementation};
+pub use model::{LstmLanguageModel, LstmLanguageModelConfig};
+pub use sampling::{Sampler, SamplingConfig, SamplingError};
+pub use state::LstmState;
+pub use train::TrainingOptions;

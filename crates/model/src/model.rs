@@ -1,0 +1,133 @@
+//! The character-level language model: Embedding -> stacked LSTM -> Linear.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::layer::{Lstm, LstmConfig};
+use crate::state::LstmState;
+use crate::train::TrainingOptions;
+
+/// Configuration of an [`LstmLanguageModel`].
+#[derive(Config, Debug)]
+pub struct LstmLanguageModelConfig {
+    /// The number of distinct tokens (characters).
+    pub vocab_size: usize,
+    /// The size of each token's embedding vector.
+    #[config(default = 256)]
+    pub embedding_dim: usize,
+    /// The size of every LSTM layer's hidden state.
+    #[config(default = 512)]
+    pub hidden_dim: usize,
+    /// The number of stacked LSTM layers.
+    #[config(default = 2)]
+    pub num_layers: usize,
+    /// Dropout between LSTM layers (training only).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Start the forget-gate biases at 1.
+    #[config(default = false)]
+    pub forget_bias: bool,
+}
+
+/// A character-level language model, the same as the PyTorch tutorial's
+/// `nn.Embedding -> nn.LSTM(batch_first=True) -> nn.Linear`.
+#[derive(Module, Debug)]
+pub struct LstmLanguageModel {
+    /// Token embeddings, `[vocab_size, embedding_dim]`.
+    pub embedding: Embedding,
+    /// The stacked LSTM.
+    pub lstm: Lstm,
+    /// The projection from the top hidden state to next-token logits.
+    pub output: Linear,
+    /// How a training step treats the gradients; not part of the weights.
+    #[module(skip)]
+    pub training: TrainingOptions,
+}
+
+impl LstmLanguageModelConfig {
+    /// Initializes the model: embeddings `N(0, 1)` and a Linear head with PyTorch's init, as
+    /// `nn.Embedding` and `nn.Linear` do.
+    pub fn init(&self, device: &Device) -> LstmLanguageModel {
+        let bound = 1.0 / (self.hidden_dim as f64).sqrt();
+        LstmLanguageModel {
+            embedding: EmbeddingConfig::new(self.vocab_size, self.embedding_dim).init(device),
+            lstm: LstmConfig::new(self.embedding_dim, self.hidden_dim)
+                .with_num_layers(self.num_layers)
+                .with_dropout(self.dropout)
+                .with_forget_bias(self.forget_bias)
+                .init(device),
+            output: LinearConfig::new(self.hidden_dim, self.vocab_size)
+                .with_initializer(burn::nn::Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                })
+                .init(device),
+            training: TrainingOptions::default(),
+        }
+    }
+}
+
+impl LstmLanguageModel {
+    /// The number of tokens the model knows.
+    pub fn vocab_size(&self) -> usize {
+        self.embedding.weight.dims()[0]
+    }
+
+    /// The number of stacked LSTM layers.
+    pub fn num_layers(&self) -> usize {
+        self.lstm.layers.len()
+    }
+
+    /// The size of every LSTM layer's hidden state.
+    pub fn hidden_dim(&self) -> usize {
+        self.lstm.hidden_size()
+    }
+
+    /// Next-token logits for every position.
+    ///
+    /// - `inputs`: token ids, `[batch_size, seq_len]`.
+    /// - `state`: per layer `(h, c)` to start from, `None` for zeros.
+    ///
+    /// Returns logits `[batch_size, seq_len, vocab_size]` and every layer's final state.
+    pub fn forward(
+        &self,
+        inputs: Tensor<2, Int>,
+        state: Option<Vec<LstmState>>,
+    ) -> (Tensor<3>, Vec<LstmState>) {
+        let embedded = self.embedding.forward(inputs);
+        let (hidden, state) = self.lstm.forward(embedded, state);
+        (self.output.forward(hidden), state)
+    }
+
+    /// Mean cross-entropy of the next-token predictions, in nats, with the logits
+    /// `[batch_size * seq_len, vocab_size]` it was computed from, and the final state.
+    pub fn loss(
+        &self,
+        inputs: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        state: Option<Vec<LstmState>>,
+    ) -> (Tensor<1>, Tensor<2>, Vec<LstmState>) {
+        let [batch_size, seq_len] = targets.dims();
+        let (logits, state) = self.forward(inputs, state);
+        let logits = logits.reshape([batch_size * seq_len, self.vocab_size()]);
+        let targets = targets.reshape([batch_size * seq_len]);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), targets);
+        (loss, logits, state)
+    }
+
+    /// One generation step: the next-token logits `[batch_size, vocab_size]` after `tokens`
+    /// `[batch_size]`, and the state to continue from.
+    pub fn step(
+        &self,
+        tokens: Tensor<1, Int>,
+        state: Option<Vec<LstmState>>,
+    ) -> (Tensor<2>, Vec<LstmState>) {
+        let (logits, state) = self.forward(tokens.unsqueeze_dim(1), state);
+        (logits.squeeze_dim(1), state)
+    }
+}

@@ -1,0 +1,408 @@
+//! The run configuration: built-in defaults, then a TOML file, then `--set key=value`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+/// Every setting of a run, in the TOML file's sections.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The network's shape.
+    pub model: ModelSection,
+    /// Where the text comes from and how it is cut.
+    pub data: DataSection,
+    /// The optimization.
+    pub training: TrainingSection,
+    /// Sampling after training and in `generate`.
+    pub generate: GenerateSection,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// The size of each character's embedding.
+    pub embedding_dim: usize,
+    /// The size of every LSTM layer's state.
+    pub hidden_dim: usize,
+    /// The number of stacked LSTM layers.
+    pub num_layers: usize,
+    /// Dropout between LSTM layers, in [0, 1).
+    pub dropout: f64,
+    /// Start the forget-gate biases at 1.
+    pub forget_bias: bool,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// The text file; empty means the built-in example sentence. Relative paths are relative
+    /// to the directory the trainer runs in.
+    pub path: String,
+    /// Where to download `path` from when it is missing; empty means no download.
+    pub url: String,
+    /// The SHA-256 the downloaded file must have (hex); empty skips the check.
+    pub sha256: String,
+    /// The number of characters in each training window.
+    pub seq_len: usize,
+    /// The distance between the starts of consecutive windows.
+    pub stride: usize,
+    /// The last fraction of the text held out for validation, in [0, 1); 0 validates on the
+    /// training text.
+    pub valid_fraction: f64,
+}
+
+/// `[training]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+    /// Windows per batch.
+    pub batch_size: usize,
+    /// Passes over the training windows.
+    pub epochs: usize,
+    /// Adam's learning rate (the peak one under a schedule).
+    pub learning_rate: f64,
+    /// `constant` or `cosine` (annealed to zero over the run).
+    pub lr_schedule: LrSchedule,
+    /// Clip the gradients' global L2 norm to this; 0 turns clipping off.
+    pub grad_clip_norm: f64,
+    /// Seeds the weights and the order of the windows.
+    pub seed: u64,
+    /// Threads that build batches.
+    pub num_workers: usize,
+}
+
+/// The learning rate over the run.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine annealing from the rate to zero over all training steps.
+    Cosine,
+}
+
+/// `[generate]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSection {
+    /// The text generation starts from.
+    pub prompt: String,
+    /// The number of characters to generate.
+    pub length: usize,
+    /// Softmax temperature; 0 is greedy.
+    pub temperature: f64,
+    /// Keep the k most likely characters; 0 keeps all.
+    pub top_k: usize,
+    /// Nucleus sampling mass, in (0, 1].
+    pub top_p: f64,
+    /// The sampling seed.
+    pub seed: u64,
+}
+
+/// The PyTorch tutorial's example text, used when `data.path` is empty.
+pub const EXAMPLE_TEXT: &str =
+    "Hello, this is an example of text used for LSTM text generation. Let's generate some text!";
+
+impl Default for RunConfig {
+    /// The PyTorch tutorial's setup: its example sentence, embedding 256, 2 x 512 LSTM,
+    /// windows of 50, batch 32, 100 epochs, Adam 1e-3, then 200 sampled characters.
+    fn default() -> Self {
+        Self {
+            model: ModelSection {
+                embedding_dim: 256,
+                hidden_dim: 512,
+                num_layers: 2,
+                dropout: 0.0,
+                forget_bias: false,
+            },
+            data: DataSection {
+                path: String::new(),
+                url: String::new(),
+                sha256: String::new(),
+                seq_len: 50,
+                stride: 1,
+                valid_fraction: 0.0,
+            },
+            training: TrainingSection {
+                batch_size: 32,
+                epochs: 100,
+                learning_rate: 1e-3,
+                lr_schedule: LrSchedule::Constant,
+                grad_clip_norm: 5.0,
+                seed: 42,
+                num_workers: 1,
+            },
+            generate: GenerateSection {
+                prompt: "Hello".into(),
+                length: 200,
+                temperature: 0.8,
+                top_k: 0,
+                top_p: 1.0,
+                seed: 7,
+            },
+        }
+    }
+}
+
+impl RunConfig {
+    /// Resolves the configuration: defaults, then `file` (if any), then each `--set`
+    /// `section.key=value` in order. Unknown keys, wrong types and values out of range are
+    /// errors that name the file or flag and the key.
+    pub fn resolve(file: Option<&Path>, sets: &[String]) -> Result<Self> {
+        let mut table = toml::Table::try_from(Self::default()).expect("defaults serialize");
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let overrides: toml::Table = toml::from_str(&text)
+                .map_err(|e| anyhow!("{}: not valid TOML: {}", path.display(), one_line(&e)))?;
+            merge(&mut table, overrides, &path.display().to_string())?;
+        }
+        for set in sets {
+            apply_set(&mut table, set)?;
+        }
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("invalid configuration: {}", one_line(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a run directory's `config.toml`, which holds every key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Self = toml::from_str(&text)
+            .map_err(|e| anyhow!("{}: not a run config: {}", path.display(), one_line(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serializes")
+    }
+
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        let d = &self.data;
+        let t = &self.training;
+        let g = &self.generate;
+        positive("model.embedding_dim", m.embedding_dim)?;
+        positive("model.hidden_dim", m.hidden_dim)?;
+        positive("model.num_layers", m.num_layers)?;
+        in_unit("model.dropout", m.dropout)?;
+        positive("data.seq_len", d.seq_len)?;
+        positive("data.stride", d.stride)?;
+        in_unit("data.valid_fraction", d.valid_fraction)?;
+        if !d.sha256.is_empty() && !(d.sha256.len() == 64 && d.sha256.chars().all(|c| c.is_ascii_hexdigit())) {
+            bail!("data.sha256 = {:?}: expected 64 hexadecimal digits", d.sha256);
+        }
+        positive("training.batch_size", t.batch_size)?;
+        positive("training.epochs", t.epochs)?;
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            bail!("training.learning_rate = {}: expected a number > 0", t.learning_rate);
+        }
+        if !(t.grad_clip_norm.is_finite() && t.grad_clip_norm >= 0.0) {
+            bail!("training.grad_clip_norm = {}: expected a number >= 0 (0 = off)", t.grad_clip_norm);
+        }
+        positive("training.num_workers", t.num_workers)?;
+        positive("generate.length", g.length)?;
+        if g.prompt.is_empty() {
+            bail!("generate.prompt is empty: expected at least one character");
+        }
+        self.sampling()
+            .validate()
+            .map_err(|e| anyhow!("generate.{e}"))?;
+        Ok(())
+    }
+
+    /// The `[generate]` sampling settings.
+    pub fn sampling(&self) -> model::SamplingConfig {
+        let g = &self.generate;
+        model::SamplingConfig::new()
+            .with_temperature(g.temperature)
+            .with_top_k(g.top_k)
+            .with_top_p(g.top_p)
+            .with_seed(g.seed)
+    }
+
+    /// The model's configuration for a vocabulary of `vocab_size` characters.
+    pub fn model(&self, vocab_size: usize) -> model::LstmLanguageModelConfig {
+        let m = &self.model;
+        model::LstmLanguageModelConfig::new(vocab_size)
+            .with_embedding_dim(m.embedding_dim)
+            .with_hidden_dim(m.hidden_dim)
+            .with_num_layers(m.num_layers)
+            .with_dropout(m.dropout)
+            .with_forget_bias(m.forget_bias)
+    }
+
+    /// The text file, or `None` for the built-in example.
+    pub fn data_path(&self) -> Option<PathBuf> {
+        (!self.data.path.is_empty()).then(|| PathBuf::from(&self.data.path))
+    }
+}
+
+fn positive(key: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        bail!("{key} = 0: expected a whole number >= 1");
+    }
+    Ok(())
+}
+
+fn in_unit(key: &str, value: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&value) {
+        bail!("{key} = {value}: expected a number in [0, 1)");
+    }
+    Ok(())
+}
+
+/// The first line of a TOML error, which holds the line and column and the reason.
+fn one_line(error: &impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or_default().trim().to_string();
+    match lines.last() {
+        Some(last) if !last.contains('|') => format!("{first}: {}", last.trim()),
+        _ => first,
+    }
+}
+
+/// Lays `overrides` over `base`, section by section; a section or key that `base` lacks is an
+/// error naming `origin` and the nearest valid key.
+fn merge(base: &mut toml::Table, overrides: toml::Table, origin: &str) -> Result<()> {
+    for (section, value) in overrides {
+        let Some(toml::Value::Table(keys)) = base.get_mut(&section) else {
+            bail!("{origin}: unknown section [{section}]{}", suggest(&section, base.keys()));
+        };
+        let toml::Value::Table(value) = value else {
+            bail!("{origin}: `{section}` must be a section ([{section}]), not a value");
+        };
+        for (key, v) in value {
+            let Some(slot) = keys.get_mut(&key) else {
+                bail!("{origin}: unknown key {section}.{key}{}", suggest(&key, keys.keys()));
+            };
+            *slot = v;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `section.key=value`; the value is read as TOML, or as a plain string when it is
+/// not valid TOML.
+fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
+    let Some((key, raw)) = set.split_once('=') else {
+        bail!("--set {set:?}: expected section.key=value");
+    };
+    let key = key.trim();
+    let Some((section, name)) = key.split_once('.') else {
+        bail!("--set {set:?}: expected section.key=value, e.g. training.epochs=10");
+    };
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut overrides = toml::Table::new();
+    overrides.insert(
+        section.to_string(),
+        toml::Value::Table(toml::Table::from_iter([(name.to_string(), value)])),
+    );
+    merge(table, overrides, "--set")
+}
+
+/// ", did you mean `x`?" for the nearest of `options` by edit distance, if one is near.
+fn suggest<'a>(name: &str, options: impl Iterator<Item = &'a String>) -> String {
+    options
+        .map(|o| (edit_distance(name, o), o))
+        .filter(|(d, o)| *d <= 3.max(o.len() / 3))
+        .min()
+        .map(|(_, o)| format!(", did you mean `{o}`?"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn precedence_is_defaults_then_file_then_set() {
+        let file = write("[training]\nepochs = 3\nlearning_rate = 0.01\n");
+        let config = RunConfig::resolve(
+            Some(file.path()),
+            &["training.epochs=5".into(), "data.path=/tmp/a b.txt".into()],
+        )
+        .unwrap();
+        assert_eq!(config.training.epochs, 5);
+        assert_eq!(config.training.learning_rate, 0.01);
+        assert_eq!(config.data.path, "/tmp/a b.txt");
+        assert_eq!(config.model.hidden_dim, 512);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_suggestion() {
+        let file = write("[model]\nhiden_dim = 3\n");
+        let err = RunConfig::resolve(Some(file.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("model.hiden_dim") && err.contains("hidden_dim"), "{err}");
+        let err = RunConfig::resolve(None, &["trainin.epochs=1".into()]).unwrap_err().to_string();
+        assert!(err.contains("[trainin]") && err.contains("training"), "{err}");
+        let err = RunConfig::resolve(None, &["epochs".into()]).unwrap_err().to_string();
+        assert!(err.contains("section.key=value"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_and_ranges_are_errors_naming_the_key() {
+        let file = write("[model]\nnum_layers = \"two\"\n");
+        let err = RunConfig::resolve(Some(file.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("num_layers"), "{err}");
+        for (set, key) in [
+            ("model.num_layers=0", "model.num_layers"),
+            ("model.dropout=1.0", "model.dropout"),
+            ("training.learning_rate=0", "training.learning_rate"),
+            ("data.valid_fraction=-0.1", "data.valid_fraction"),
+            ("generate.top_p=2", "top_p"),
+        ] {
+            let err = RunConfig::resolve(None, &[set.into()]).unwrap_err().to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_toml_names_file_line_and_column() {
+        let file = write("[model]\nhidden_dim = = 3\n");
+        let err = RunConfig::resolve(Some(file.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("line 2") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let config = RunConfig::default();
+        let file = write(&config.to_toml());
+        assert_eq!(RunConfig::load(file.path()).unwrap(), config);
+    }
+}

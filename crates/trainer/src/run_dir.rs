@@ -1,0 +1,143 @@
+//! The run directory: everything needed to generate from a run or resume it.
+//!
+//! ```text
+//! runs/<name>/
+//!   config.toml        the resolved configuration
+//!   vocab.json         the character vocabulary
+//!   model.bpk          the final weights (burnpack)
+//!   metrics.csv        train and validation loss of every epoch
+//!   checkpoint/        burn-train's per-epoch model, optimizer and scheduler state
+//!   train/ valid/      burn-train's metric logs
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::Device;
+use data::CharVocab;
+use model::LstmLanguageModel;
+
+use crate::config::RunConfig;
+
+/// A run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// The run directory at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The resolved configuration.
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join("config.toml")
+    }
+
+    /// The vocabulary.
+    pub fn vocab_path(&self) -> PathBuf {
+        self.path.join("vocab.json")
+    }
+
+    /// The final weights.
+    pub fn model_path(&self) -> PathBuf {
+        self.path.join("model.bpk")
+    }
+
+    /// The loss of every epoch, as CSV.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.path.join("metrics.csv")
+    }
+
+    /// burn-train's checkpoints.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.path.join("checkpoint")
+    }
+
+    /// True when the directory already holds (part of) a run.
+    pub fn holds_run(&self) -> bool {
+        self.config_path().exists() || self.model_path().exists() || self.checkpoint_dir().exists()
+    }
+
+    /// The newest epoch with a complete model, optimizer and scheduler checkpoint.
+    pub fn last_checkpoint(&self) -> Option<usize> {
+        let entries = std::fs::read_dir(self.checkpoint_dir()).ok()?;
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse().ok())
+            .filter(|epoch: &usize| {
+                ["optim", "scheduler"]
+                    .iter()
+                    .all(|kind| self.checkpoint_dir().join(format!("{kind}-{epoch}.bpk")).exists())
+            })
+            .max()
+    }
+
+    /// Writes the configuration and vocabulary, atomically.
+    pub fn save_setup(&self, config: &RunConfig, vocab: &CharVocab) -> Result<()> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("cannot create run directory {}", self.path.display()))?;
+        data::write_atomic(&self.config_path(), config.to_toml().as_bytes())?;
+        vocab.save(&self.vocab_path())?;
+        Ok(())
+    }
+
+    /// Writes the weights to `model.bpk`: to a temporary file first, then renamed, so a crash
+    /// never leaves torn weights.
+    pub fn save_model(&self, model: &LstmLanguageModel) -> Result<()> {
+        let path = self.model_path();
+        let tmp = self.path.join(format!(".model-{}.bpk", std::process::id()));
+        let result = model
+            .clone()
+            .save_file(&tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))
+            .and_then(|()| {
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                Ok(())
+            })
+            .with_context(|| format!("cannot write {}", path.display()));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Loads the configuration, vocabulary and weights of a finished run onto `device`.
+    pub fn load(&self, device: &Device) -> Result<(RunConfig, CharVocab, LstmLanguageModel)> {
+        if !self.path.is_dir() {
+            bail!("run directory {} does not exist", self.path.display());
+        }
+        let config = RunConfig::load(&self.config_path())?;
+        let vocab = CharVocab::load(&self.vocab_path())?;
+        let model_path = self.model_path();
+        if !model_path.is_file() {
+            bail!(
+                "{}: no weights in this run directory (train it first, or it was interrupted before the first save)",
+                model_path.display()
+            );
+        }
+        let model = config
+            .model(vocab.len())
+            .init(device)
+            .try_load_file(&model_path)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: cannot load the weights ({e}); expected a model of {} characters as in {} and {}",
+                    model_path.display(),
+                    vocab.len(),
+                    self.config_path().display(),
+                    self.vocab_path().display()
+                )
+            })?;
+        Ok((config, vocab, model))
+    }
+}

@@ -1,0 +1,173 @@
+//! `trainer train`: fit a model with burn-train's `Learner` and print a sample.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::AdamConfig;
+use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric, PerplexityMetric};
+use burn::train::{Learner, SupervisedTraining};
+use data::{CharVocab, TextSplit, TextWindows, WindowBatcher};
+use model::TrainingOptions;
+
+use crate::cli::TrainArgs;
+use crate::config::{EXAMPLE_TEXT, LrSchedule, RunConfig};
+use crate::epoch_log::EpochLog;
+use crate::progress::PlainProgress;
+use crate::run_dir::RunDir;
+
+/// Trains as `args` say, saves the run directory, and prints a sample.
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let config = RunConfig::resolve(args.config.as_deref(), &args.sets)?;
+    let run = RunDir::new(args.run.clone().unwrap_or_else(|| default_run_dir(args)));
+    let resume_from = prepare_run_dir(&run, args)?;
+    let config = match resume_from {
+        Some(_) => resumed_config(&run, config)?,
+        None => config,
+    };
+    let text = load_training_text(&config)?;
+    let vocab = match resume_from {
+        Some(_) => CharVocab::load(&run.vocab_path())?,
+        None => CharVocab::from_text(&text)?,
+    };
+    let tokens: Arc<[u32]> = vocab
+        .encode(&text)
+        .context("the training text has characters outside the run's vocabulary")?
+        .into();
+
+    let d = &config.data;
+    let t = &config.training;
+    let split = TextSplit::by_position(tokens.len(), d.valid_fraction);
+    let train_windows = TextWindows::new(tokens.clone(), split.train.clone(), d.seq_len, d.stride, "training")?;
+    let valid_windows = if split.valid_is_train() {
+        println!("data.valid_fraction = 0: validating on the training windows (no held-out text)");
+        train_windows.clone()
+    } else {
+        TextWindows::new(tokens.clone(), split.valid.clone(), d.seq_len, d.seq_len, "validation")?
+    };
+    println!(
+        "text: {} characters, vocabulary {}, {} training windows, {} validation windows",
+        tokens.len(),
+        vocab.len(),
+        train_windows.len(),
+        valid_windows.len()
+    );
+    run.save_setup(&config, &vocab)?;
+
+    let device = args.backend.device()?.autodiff();
+    device.seed(t.seed);
+    let lm = config
+        .model(vocab.len())
+        .init(&device)
+        .with_training_options(TrainingOptions {
+            grad_clip_norm: (t.grad_clip_norm > 0.0).then_some(t.grad_clip_norm),
+        });
+    let train_loader = DataLoaderBuilder::new(WindowBatcher)
+        .batch_size(t.batch_size)
+        .shuffle(t.seed)
+        .num_workers(t.num_workers)
+        .build(train_windows.clone());
+    let valid_loader = DataLoaderBuilder::new(WindowBatcher)
+        .batch_size(t.batch_size)
+        .num_workers(t.num_workers)
+        .build(valid_windows);
+
+    // PyTorch's Adam defaults, so runs compare with the reference.
+    let optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let steps = t.epochs * train_windows.len().div_ceil(t.batch_size);
+    let schedule: ModuleLrScheduler = match t.lr_schedule {
+        LrSchedule::Constant => t.learning_rate.into(),
+        LrSchedule::Cosine => CosineAnnealingLrSchedulerConfig::new(t.learning_rate, steps.max(1))
+            .init()
+            .map_err(|e| anyhow::anyhow!("training.lr_schedule = \"cosine\": {e}"))?,
+    };
+
+    let mut training = SupervisedTraining::new(run.path(), train_loader, valid_loader)
+        .metrics((LossMetric::new(), AccuracyMetric::new(), PerplexityMetric::new()))
+        .metric_train_numeric(LearningRateMetric::new())
+        .with_default_checkpointers()
+        .with_application_logger(None)
+        .early_stopping(EpochLog::new(run.metrics_path()))
+        .num_epochs(t.epochs);
+    if args.no_tui || !std::io::stdout().is_terminal() {
+        training = training.renderer(Box::new(PlainProgress::new()));
+    }
+    if let Some(epoch) = resume_from {
+        println!("resuming {} after epoch {epoch}", run.path().display());
+        training = training.checkpoint(epoch);
+    }
+    let result = training.launch(Learner::new(lm, optim, schedule));
+    drop(result.renderer);
+    if let Some(error) = result.error {
+        bail!("training failed: {error}");
+    }
+    let lm = result.model;
+    run.save_model(&lm)?;
+    println!("saved {}", run.model_path().display());
+
+    let g = &config.generate;
+    println!("sample (temperature {}, seed {}):", g.temperature, g.seed);
+    let prompt = if vocab.encode(&g.prompt).is_ok() {
+        g.prompt.clone()
+    } else {
+        vocab.decode(&[0])
+    };
+    crate::generating::write_samples(&lm, &vocab, &prompt, g.length, 1, &config.sampling())
+}
+
+/// `runs/<config file stem>`, or `runs/default` for the built-in config.
+fn default_run_dir(args: &TrainArgs) -> PathBuf {
+    let stem = args
+        .config
+        .as_ref()
+        .and_then(|p| p.file_stem())
+        .map_or_else(|| "default".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from("runs").join(stem)
+}
+
+/// Refuses to overwrite a run unless told; returns the epoch to resume after.
+fn prepare_run_dir(run: &RunDir, args: &TrainArgs) -> Result<Option<usize>> {
+    if args.resume {
+        return match run.last_checkpoint() {
+            Some(epoch) => Ok(Some(epoch)),
+            None => bail!(
+                "--resume: {} has no complete checkpoint to resume from",
+                run.path().display()
+            ),
+        };
+    }
+    if run.holds_run() {
+        if !args.force {
+            bail!(
+                "{} already holds a run: pass --resume to continue it or --force to start over",
+                run.path().display()
+            );
+        }
+        std::fs::remove_dir_all(run.path())
+            .with_context(|| format!("--force: cannot clear {}", run.path().display()))?;
+    }
+    Ok(None)
+}
+
+/// A resumed run keeps its saved configuration; only the epoch count may grow.
+fn resumed_config(run: &RunDir, requested: RunConfig) -> Result<RunConfig> {
+    let mut saved = RunConfig::load(&run.config_path())?;
+    saved.training.epochs = requested.training.epochs.max(saved.training.epochs);
+    Ok(saved)
+}
+
+/// The training text: the built-in example, or `data.path`, downloaded from `data.url` first
+/// when missing.
+fn load_training_text(config: &RunConfig) -> Result<String> {
+    let Some(path) = config.data_path() else {
+        return Ok(EXAMPLE_TEXT.to_string());
+    };
+    if !path.exists() && !config.data.url.is_empty() {
+        crate::download::download(&config.data.url, &path, &config.data.sha256)?;
+    }
+    Ok(data::load_text(&path)?)
+}

@@ -1,0 +1,67 @@
+//! Helpers for running the `trainer` binary from the workspace root.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root, where `configs/` and `datasets/` live.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Runs `trainer` with `args` in the workspace root.
+pub fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("trainer runs")
+}
+
+/// Stdout of a run that must succeed.
+pub fn success(args: &[&str]) -> String {
+    let out = trainer(args);
+    assert!(
+        out.status.success(),
+        "trainer {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Stderr of a run that must fail with exit code 2, checked to be one line.
+pub fn failure(args: &[&str]) -> String {
+    let out = trainer(args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "trainer {args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// The rows of a run's `metrics.csv` as `(epoch, train_loss, valid_loss)`.
+pub fn metrics(run: &Path) -> Vec<(usize, f64, f64)> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            (cells[0].parse().unwrap(), cells[1].parse().unwrap(), cells[2].parse().unwrap())
+        })
+        .collect()
+}
+
+/// The characters of a run's vocabulary.
+pub fn vocab(run: &Path) -> Vec<char> {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("vocab.json")).unwrap()).unwrap();
+    json["chars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().chars().next().unwrap())
+        .collect()
+}
