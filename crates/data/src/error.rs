@@ -53,7 +53,9 @@ pub enum DataError {
         reason: String,
     },
     /// A text too short for even one window.
-    #[error("the {part} text has {len} characters, too short for one window of seq_len {seq_len} (needs at least {needed})")]
+    #[error(
+        "the {part} text has {len} characters, too short for one window of seq_len {seq_len} (needs at least {needed})"
+    )]
     TooShort {
         /// Which part of the text: "training" or "validation".
         part: &'static str,

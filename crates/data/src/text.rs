@@ -58,7 +58,10 @@ mod tests {
     #[test]
     fn empty_missing_and_directory_are_errors() {
         let empty = temp_file("empty.txt", b"");
-        assert!(matches!(load_text(&empty), Err(DataError::EmptyText { .. })));
+        assert!(matches!(
+            load_text(&empty),
+            Err(DataError::EmptyText { .. })
+        ));
         let missing = empty.with_file_name("missing.txt");
         assert!(matches!(load_text(&missing), Err(DataError::Io { .. })));
         let dir = empty.parent().unwrap();

@@ -39,7 +39,11 @@ impl CharVocab {
         if chars.is_empty() {
             return Err(DataError::EmptyVocab);
         }
-        let ids = chars.iter().enumerate().map(|(i, &c)| (c, i as u32)).collect();
+        let ids = chars
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c, i as u32))
+            .collect();
         Ok(Self { chars, ids })
     }
 
@@ -147,7 +151,10 @@ mod tests {
     #[test]
     fn ids_follow_code_point_order_like_sorted_set() {
         let vocab = CharVocab::from_text("hello, world").unwrap();
-        assert_eq!(vocab.chars(), &[' ', ',', 'd', 'e', 'h', 'l', 'o', 'r', 'w']);
+        assert_eq!(
+            vocab.chars(),
+            &[' ', ',', 'd', 'e', 'h', 'l', 'o', 'r', 'w']
+        );
         assert_eq!(vocab.encode("hello").unwrap(), vec![4, 3, 5, 5, 6]);
     }
 

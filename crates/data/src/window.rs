@@ -43,7 +43,10 @@ impl TextWindows {
         stride: usize,
         part: &'static str,
     ) -> Result<Self, DataError> {
-        assert!(seq_len > 0 && stride > 0, "seq_len and stride must be positive");
+        assert!(
+            seq_len > 0 && stride > 0,
+            "seq_len and stride must be positive"
+        );
         assert!(range.end <= tokens.len(), "range outside the text");
         let available = range.len();
         if available < seq_len + 1 {
@@ -97,7 +100,11 @@ mod tests {
     use crate::{CharVocab, TextSplit};
 
     fn encoded(text: &str) -> Arc<[u32]> {
-        CharVocab::from_text(text).unwrap().encode(text).unwrap().into()
+        CharVocab::from_text(text)
+            .unwrap()
+            .encode(text)
+            .unwrap()
+            .into()
     }
 
     #[test]
@@ -107,8 +114,8 @@ mod tests {
         let tokens = encoded(text);
         let chars: Vec<char> = text.chars().collect();
         for stride in [1, 3, 7] {
-            let windows = TextWindows::new(tokens.clone(), 0..tokens.len(), 5, stride, "training")
-                .unwrap();
+            let windows =
+                TextWindows::new(tokens.clone(), 0..tokens.len(), 5, stride, "training").unwrap();
             assert_eq!(windows.len(), (chars.len() - 6) / stride + 1);
             for i in 0..windows.len() {
                 let w = windows.get(i).unwrap();
@@ -133,12 +140,14 @@ mod tests {
 
     #[test]
     fn training_windows_never_reach_validation_text() {
-        let text: String = (0..1000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let text: String = (0..1000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
         let tokens = encoded(&text);
         for fraction in [0.05, 0.1, 0.33] {
             let split = TextSplit::by_position(tokens.len(), fraction);
-            let train = TextWindows::new(tokens.clone(), split.train.clone(), 17, 4, "training")
-                .unwrap();
+            let train =
+                TextWindows::new(tokens.clone(), split.train.clone(), 17, 4, "training").unwrap();
             let last = train.start(train.len() - 1);
             assert!(last + 17 + 1 <= split.train.end);
             let valid = TextWindows::new(tokens.clone(), split.valid.clone(), 17, 17, "validation")

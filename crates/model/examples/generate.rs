@@ -24,7 +24,11 @@ fn main() {
         .as_array()
         .expect("a list of characters")
         .iter()
-        .map(|c| c.as_str().and_then(|s| s.chars().next()).expect("one character"))
+        .map(|c| {
+            c.as_str()
+                .and_then(|s| s.chars().next())
+                .expect("one character")
+        })
         .collect();
 
     let device = Device::flex();
@@ -38,10 +42,17 @@ fn main() {
 
     let ids: Vec<u32> = prompt
         .chars()
-        .map(|c| chars.binary_search(&c).expect("a prompt character outside the vocabulary") as u32)
+        .map(|c| {
+            chars
+                .binary_search(&c)
+                .expect("a prompt character outside the vocabulary") as u32
+        })
         .collect();
     print!("{prompt}");
     let sampling = SamplingConfig::new().with_temperature(0.8).with_seed(7);
-    generate(&lm, &ids, 1, 200, &sampling, |drawn| print!("{}", chars[drawn[0] as usize])).unwrap();
+    generate(&lm, &ids, 1, 200, &sampling, |drawn| {
+        print!("{}", chars[drawn[0] as usize])
+    })
+    .unwrap();
     println!();
 }

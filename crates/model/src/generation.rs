@@ -24,7 +24,10 @@ pub fn generate(
     config: &SamplingConfig,
     mut on_step: impl FnMut(&[u32]),
 ) -> Result<(), SamplingError> {
-    assert!(!prompt.is_empty(), "generation needs a prompt of at least one token");
+    assert!(
+        !prompt.is_empty(),
+        "generation needs a prompt of at least one token"
+    );
     assert!(num_streams > 0, "generation needs at least one stream");
     let mut samplers = (0..num_streams as u64)
         .map(|stream| config.init(stream))
@@ -56,7 +59,8 @@ pub fn generate(
         if step + 1 == length {
             break;
         }
-        let tokens = Tensor::<1, Int>::from_data(TensorData::new(fed.clone(), [num_streams]), &device);
+        let tokens =
+            Tensor::<1, Int>::from_data(TensorData::new(fed.clone(), [num_streams]), &device);
         let (next, next_state) = model.step(tokens, Some(state));
         logits = next;
         state = next_state;

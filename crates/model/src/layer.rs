@@ -46,6 +46,9 @@ pub struct Lstm {
     pub layers: Vec<LstmCell>,
     /// Dropout between layers.
     pub dropout: Dropout,
+    /// How [`Lstm::forward`] runs the recurrence; not part of the weights.
+    #[module(skip)]
+    pub implementation: LstmImplementation,
 }
 
 impl LstmConfig {
@@ -66,6 +69,7 @@ impl LstmConfig {
         Lstm {
             layers,
             dropout: DropoutConfig::new(self.dropout).init(),
+            implementation: LstmImplementation::default(),
         }
     }
 }
@@ -76,7 +80,13 @@ impl Lstm {
         self.layers[0].hidden_size()
     }
 
-    /// Runs the stack over a whole sequence.
+    /// The same stack, running its recurrence with `implementation`.
+    pub fn with_implementation(mut self, implementation: LstmImplementation) -> Self {
+        self.implementation = implementation;
+        self
+    }
+
+    /// Runs the stack over a whole sequence, with [`Lstm::implementation`].
     ///
     /// - `input`: `[batch_size, seq_len, input_size]`.
     /// - `state`: one [`LstmState`] per layer, bottom first, each `[batch_size, hidden_size]`;
@@ -92,7 +102,7 @@ impl Lstm {
         input: Tensor<3>,
         state: Option<Vec<LstmState>>,
     ) -> (Tensor<3>, Vec<LstmState>) {
-        self.forward_with(input, state, LstmImplementation::Auto)
+        self.forward_with(input, state, self.implementation)
     }
 
     /// [`Lstm::forward`] with a chosen implementation.
@@ -138,7 +148,12 @@ fn layer_sequence(
         .input_projection(input.reshape([batch_size * seq_len, input_size]))
         .reshape([batch_size, seq_len, 4 * layer.hidden_size()]);
     if implementation == LstmImplementation::Auto
-        && let Some(packed) = fused_recurrence(&projected, &layer.weight_hh.val(), &state.hidden, &state.cell)
+        && let Some(packed) = fused_recurrence(
+            &projected,
+            &layer.weight_hh.val(),
+            &state.hidden,
+            &state.cell,
+        )
     {
         let hidden = packed.clone().narrow(1, 0, seq_len);
         let last = LstmState {
@@ -180,10 +195,14 @@ mod tests {
         let rows = |w: Tensor<2>, gate: usize| w.narrow(0, gate * h, h).transpose();
         let part = |b: Tensor<1>, gate: usize| b.narrow(0, gate * h, h);
         let copy = |controller: &mut burn::nn::GateController, gate: usize| {
-            controller.input_transform.weight = Param::from_tensor(rows(layer.weight_ih.val(), gate));
-            controller.input_transform.bias = Some(Param::from_tensor(part(layer.bias_ih.val(), gate)));
-            controller.hidden_transform.weight = Param::from_tensor(rows(layer.weight_hh.val(), gate));
-            controller.hidden_transform.bias = Some(Param::from_tensor(part(layer.bias_hh.val(), gate)));
+            controller.input_transform.weight =
+                Param::from_tensor(rows(layer.weight_ih.val(), gate));
+            controller.input_transform.bias =
+                Some(Param::from_tensor(part(layer.bias_ih.val(), gate)));
+            controller.hidden_transform.weight =
+                Param::from_tensor(rows(layer.weight_hh.val(), gate));
+            controller.hidden_transform.bias =
+                Some(Param::from_tensor(part(layer.bias_hh.val(), gate)));
         };
         // PyTorch's gate order: input, forget, candidate (Burn's "cell gate"), output.
         copy(&mut oracle.input_gate, 0);
@@ -203,8 +222,14 @@ mod tests {
         device.seed(11);
         for num_layers in [1, 2] {
             for with_state in [false, true] {
-                let lstm = LstmConfig::new(INPUT, HIDDEN).with_num_layers(num_layers).init(&device);
-                let input = Tensor::<3>::random([BATCH, SEQ, INPUT], Distribution::Uniform(-1.0, 1.0), &device);
+                let lstm = LstmConfig::new(INPUT, HIDDEN)
+                    .with_num_layers(num_layers)
+                    .init(&device);
+                let input = Tensor::<3>::random(
+                    [BATCH, SEQ, INPUT],
+                    Distribution::Uniform(-1.0, 1.0),
+                    &device,
+                );
                 let states: Option<Vec<LstmState>> = with_state.then(|| {
                     (0..num_layers)
                         .map(|_| LstmState {
@@ -227,10 +252,16 @@ mod tests {
                     expected_finals.push(last);
                 }
                 let tol = Tolerance::<f32>::absolute(1e-5);
-                output.into_data().assert_approx_eq::<f32>(&x.into_data(), tol);
+                output
+                    .into_data()
+                    .assert_approx_eq::<f32>(&x.into_data(), tol);
                 for (ours, theirs) in finals.into_iter().zip(expected_finals) {
-                    ours.hidden.into_data().assert_approx_eq::<f32>(&theirs.hidden.into_data(), tol);
-                    ours.cell.into_data().assert_approx_eq::<f32>(&theirs.cell.into_data(), tol);
+                    ours.hidden
+                        .into_data()
+                        .assert_approx_eq::<f32>(&theirs.hidden.into_data(), tol);
+                    ours.cell
+                        .into_data()
+                        .assert_approx_eq::<f32>(&theirs.cell.into_data(), tol);
                 }
             }
         }
@@ -238,7 +269,13 @@ mod tests {
 
     /// A scalar function of every output of the stack: `sum(out * r) + sum(h_T * s) + sum(c_T * s)`
     /// with fixed random `r` and `s`, so every output and final state carries gradient.
-    fn objective(lstm: &Lstm, input: Tensor<3>, state: Vec<LstmState>, r: &Tensor<3>, s: &Tensor<2>) -> Tensor<1> {
+    fn objective(
+        lstm: &Lstm,
+        input: Tensor<3>,
+        state: Vec<LstmState>,
+        r: &Tensor<3>,
+        s: &Tensor<2>,
+    ) -> Tensor<1> {
         let (out, finals) = lstm.forward(input, Some(state));
         let mut total = (out * r.clone()).sum();
         for last in finals {
@@ -248,12 +285,19 @@ mod tests {
     }
 
     /// Replaces one element of a parameter.
-    fn perturbed<const D: usize>(param: &Param<Tensor<D>>, index: usize, delta: f32) -> Param<Tensor<D>> {
+    fn perturbed<const D: usize>(
+        param: &Param<Tensor<D>>,
+        index: usize,
+        delta: f32,
+    ) -> Param<Tensor<D>> {
         let data = param.val().into_data();
         let shape = data.shape().clone();
         let mut values: Vec<f32> = data.try_to_vec().unwrap();
         values[index] += delta;
-        Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), &param.device()))
+        Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, shape),
+            &param.device(),
+        ))
     }
 
     #[test]
@@ -262,52 +306,115 @@ mod tests {
         device.seed(5);
         let ad = device.clone().autodiff();
         let (input_size, hidden, batch, seq) = (3, 4, 2, 3);
-        let lstm = LstmConfig::new(input_size, hidden).with_num_layers(2).init(&device);
-        let input = Tensor::<3>::random([batch, seq, input_size], Distribution::Uniform(-1.0, 1.0), &device);
+        let lstm = LstmConfig::new(input_size, hidden)
+            .with_num_layers(2)
+            .init(&device);
+        let input = Tensor::<3>::random(
+            [batch, seq, input_size],
+            Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
         let h0 = random([batch, hidden], &device);
         let c0 = random([batch, hidden], &device);
-        let r = Tensor::<3>::random([batch, seq, hidden], Distribution::Uniform(-1.0, 1.0), &device);
+        let r = Tensor::<3>::random(
+            [batch, seq, hidden],
+            Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
         let s = random([batch, hidden], &device);
-        let state = |h: Tensor<2>, c: Tensor<2>| vec![LstmState { hidden: h.clone(), cell: c.clone() }, LstmState { hidden: h, cell: c }];
+        let state = |h: Tensor<2>, c: Tensor<2>| {
+            vec![
+                LstmState {
+                    hidden: h.clone(),
+                    cell: c.clone(),
+                },
+                LstmState { hidden: h, cell: c },
+            ]
+        };
 
         // Analytic gradients.
-        let lstm_ad = lstm.clone().fork(&ad);
+        let lstm_ad = lstm.clone().fork(&ad).train();
         let x_ad = input.clone().autodiff().require_grad();
         let h0_ad = h0.clone().autodiff().require_grad();
-        let grads = objective(&lstm_ad, x_ad.clone(), state(h0_ad.clone(), c0.clone().autodiff()), &r, &s).backward();
+        let grads = objective(
+            &lstm_ad,
+            x_ad.clone(),
+            state(h0_ad.clone(), c0.clone().autodiff()),
+            &r,
+            &s,
+        )
+        .backward();
 
-        let value = |l: &Lstm, x: Tensor<3>, h: Tensor<2>| objective(l, x, state(h, c0.clone()), &r, &s).into_scalar::<f64>();
+        let value = |l: &Lstm, x: Tensor<3>, h: Tensor<2>| {
+            objective(l, x, state(h, c0.clone()), &r, &s).into_scalar::<f64>()
+        };
         let eps = 1e-2f32;
         let check = |analytic: f32, plus: f64, minus: f64, what: &str| {
             let numeric = (plus - minus) / (2.0 * eps as f64);
             let err = (analytic as f64 - numeric).abs();
-            assert!(err <= 2e-3 + 2e-2 * numeric.abs(), "{what}: analytic {analytic} numeric {numeric}");
+            assert!(
+                err <= 2e-3 + 2e-2 * numeric.abs(),
+                "{what}: analytic {analytic} numeric {numeric}"
+            );
         };
 
         for (l, layer) in lstm_ad.layers.iter().enumerate() {
-            let g_ih: Vec<f32> = layer.weight_ih.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
-            let g_hh: Vec<f32> = layer.weight_hh.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
-            let g_b: Vec<f32> = layer.bias_hh.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+            let g_ih: Vec<f32> = layer
+                .weight_ih
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            let g_hh: Vec<f32> = layer
+                .weight_hh
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            let g_b: Vec<f32> = layer
+                .bias_hh
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
             for i in 0..g_ih.len() {
                 let mut plus = lstm.clone();
                 plus.layers[l].weight_ih = perturbed(&lstm.layers[l].weight_ih, i, eps);
                 let mut minus = lstm.clone();
                 minus.layers[l].weight_ih = perturbed(&lstm.layers[l].weight_ih, i, -eps);
-                check(g_ih[i], value(&plus, input.clone(), h0.clone()), value(&minus, input.clone(), h0.clone()), "weight_ih");
+                check(
+                    g_ih[i],
+                    value(&plus, input.clone(), h0.clone()),
+                    value(&minus, input.clone(), h0.clone()),
+                    "weight_ih",
+                );
             }
             for i in 0..g_hh.len() {
                 let mut plus = lstm.clone();
                 plus.layers[l].weight_hh = perturbed(&lstm.layers[l].weight_hh, i, eps);
                 let mut minus = lstm.clone();
                 minus.layers[l].weight_hh = perturbed(&lstm.layers[l].weight_hh, i, -eps);
-                check(g_hh[i], value(&plus, input.clone(), h0.clone()), value(&minus, input.clone(), h0.clone()), "weight_hh");
+                check(
+                    g_hh[i],
+                    value(&plus, input.clone(), h0.clone()),
+                    value(&minus, input.clone(), h0.clone()),
+                    "weight_hh",
+                );
             }
             for i in 0..g_b.len() {
                 let mut plus = lstm.clone();
                 plus.layers[l].bias_hh = perturbed(&lstm.layers[l].bias_hh, i, eps);
                 let mut minus = lstm.clone();
                 minus.layers[l].bias_hh = perturbed(&lstm.layers[l].bias_hh, i, -eps);
-                check(g_b[i], value(&plus, input.clone(), h0.clone()), value(&minus, input.clone(), h0.clone()), "bias_hh");
+                check(
+                    g_b[i],
+                    value(&plus, input.clone(), h0.clone()),
+                    value(&minus, input.clone(), h0.clone()),
+                    "bias_hh",
+                );
             }
         }
 
@@ -319,9 +426,19 @@ mod tests {
                 v[i] += d;
                 Tensor::<3>::from_data(TensorData::new(v, [batch, seq, input_size]), &device)
             };
-            check(g_x[i], value(&lstm, shifted(eps), h0.clone()), value(&lstm, shifted(-eps), h0.clone()), "input");
+            check(
+                g_x[i],
+                value(&lstm, shifted(eps), h0.clone()),
+                value(&lstm, shifted(-eps), h0.clone()),
+                "input",
+            );
         }
-        let g_h: Vec<f32> = h0_ad.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+        let g_h: Vec<f32> = h0_ad
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         let flat_h: Vec<f32> = h0.clone().into_data().try_to_vec().unwrap();
         for i in 0..g_h.len() {
             let shifted = |d: f32| {
@@ -329,29 +446,49 @@ mod tests {
                 v[i] += d;
                 Tensor::<2>::from_data(TensorData::new(v, [batch, hidden]), &device)
             };
-            check(g_h[i], value(&lstm, input.clone(), shifted(eps)), value(&lstm, input.clone(), shifted(-eps)), "h0");
+            check(
+                g_h[i],
+                value(&lstm, input.clone(), shifted(eps)),
+                value(&lstm, input.clone(), shifted(-eps)),
+                "h0",
+            );
         }
     }
 
     /// Every value and gradient of one run, flattened, for comparing implementations.
-    fn run_everything(lstm: &Lstm, input: &Tensor<3>, states: &[LstmState], r: &Tensor<3>, s: &Tensor<2>, implementation: LstmImplementation) -> Vec<(String, Vec<f32>)> {
+    fn run_everything(
+        lstm: &Lstm,
+        input: &Tensor<3>,
+        states: &[LstmState],
+        r: &Tensor<3>,
+        s: &Tensor<2>,
+        implementation: LstmImplementation,
+    ) -> Vec<(String, Vec<f32>)> {
         let ad = input.device().autodiff();
-        let lstm = lstm.clone().fork(&ad);
+        let lstm = lstm.clone().fork(&ad).train();
         let x = input.clone().autodiff().require_grad();
         let states: Vec<LstmState> = states
             .iter()
-            .map(|st| LstmState { hidden: st.hidden.clone().autodiff().require_grad(), cell: st.cell.clone().autodiff().require_grad() })
+            .map(|st| LstmState {
+                hidden: st.hidden.clone().autodiff().require_grad(),
+                cell: st.cell.clone().autodiff().require_grad(),
+            })
             .collect();
         let (out, finals) = lstm.forward_with(x.clone(), Some(states.clone()), implementation);
         let mut total = (out.clone() * r.clone()).sum();
         for last in &finals {
-            total = total + (last.hidden.clone() * s.clone()).sum() + (last.cell.clone() * s.clone()).sum() * 0.5;
+            total = total
+                + (last.hidden.clone() * s.clone()).sum()
+                + (last.cell.clone() * s.clone()).sum() * 0.5;
         }
         let grads = total.backward();
         let flat = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
         let flat2 = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
         let flat1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
-        let mut all = vec![("output".to_string(), flat(out.without_autodiff())), ("d input".into(), flat(x.grad(&grads).unwrap()))];
+        let mut all = vec![
+            ("output".to_string(), flat(out.without_autodiff())),
+            ("d input".into(), flat(x.grad(&grads).unwrap())),
+        ];
         for (l, (last, st)) in finals.into_iter().zip(&states).enumerate() {
             all.push((format!("h_T {l}"), flat2(last.hidden.without_autodiff())));
             all.push((format!("c_T {l}"), flat2(last.cell.without_autodiff())));
@@ -359,10 +496,22 @@ mod tests {
             all.push((format!("d c0 {l}"), flat2(st.cell.grad(&grads).unwrap())));
         }
         for (l, layer) in lstm.layers.iter().enumerate() {
-            all.push((format!("d weight_ih {l}"), flat2(layer.weight_ih.grad(&grads).unwrap())));
-            all.push((format!("d weight_hh {l}"), flat2(layer.weight_hh.grad(&grads).unwrap())));
-            all.push((format!("d bias_ih {l}"), flat1(layer.bias_ih.grad(&grads).unwrap())));
-            all.push((format!("d bias_hh {l}"), flat1(layer.bias_hh.grad(&grads).unwrap())));
+            all.push((
+                format!("d weight_ih {l}"),
+                flat2(layer.weight_ih.grad(&grads).unwrap()),
+            ));
+            all.push((
+                format!("d weight_hh {l}"),
+                flat2(layer.weight_hh.grad(&grads).unwrap()),
+            ));
+            all.push((
+                format!("d bias_ih {l}"),
+                flat1(layer.bias_ih.grad(&grads).unwrap()),
+            ));
+            all.push((
+                format!("d bias_hh {l}"),
+                flat1(layer.bias_hh.grad(&grads).unwrap()),
+            ));
         }
         all
     }
@@ -372,20 +521,43 @@ mod tests {
         let device = Device::flex();
         device.seed(23);
         // (batch, seq_len, input, hidden, layers), including batch 1 and seq_len 1.
-        for (batch, seq, input_size, hidden, layers) in [(1, 1, 3, 2, 1), (1, 6, 4, 5, 2), (4, 1, 2, 3, 2), (3, 7, 5, 8, 3), (5, 3, 9, 4, 1)] {
-            let lstm = LstmConfig::new(input_size, hidden).with_num_layers(layers).init(&device);
-            let input = Tensor::<3>::random([batch, seq, input_size], Distribution::Uniform(-1.0, 1.0), &device);
+        for (batch, seq, input_size, hidden, layers) in [
+            (1, 1, 3, 2, 1),
+            (1, 6, 4, 5, 2),
+            (4, 1, 2, 3, 2),
+            (3, 7, 5, 8, 3),
+            (5, 3, 9, 4, 1),
+        ] {
+            let lstm = LstmConfig::new(input_size, hidden)
+                .with_num_layers(layers)
+                .init(&device);
+            let input = Tensor::<3>::random(
+                [batch, seq, input_size],
+                Distribution::Uniform(-1.0, 1.0),
+                &device,
+            );
             let states: Vec<LstmState> = (0..layers)
-                .map(|_| LstmState { hidden: random([batch, hidden], &device), cell: random([batch, hidden], &device) })
+                .map(|_| LstmState {
+                    hidden: random([batch, hidden], &device),
+                    cell: random([batch, hidden], &device),
+                })
                 .collect();
-            let r = Tensor::<3>::random([batch, seq, hidden], Distribution::Uniform(-1.0, 1.0), &device);
+            let r = Tensor::<3>::random(
+                [batch, seq, hidden],
+                Distribution::Uniform(-1.0, 1.0),
+                &device,
+            );
             let s = random([batch, hidden], &device);
             let fused = run_everything(&lstm, &input, &states, &r, &s, LstmImplementation::Auto);
-            let composed = run_everything(&lstm, &input, &states, &r, &s, LstmImplementation::Composed);
+            let composed =
+                run_everything(&lstm, &input, &states, &r, &s, LstmImplementation::Composed);
             for ((name, a), (_, b)) in fused.iter().zip(&composed) {
                 assert_eq!(a.len(), b.len(), "{name}");
                 for (x, y) in a.iter().zip(b) {
-                    assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{name} ({batch},{seq},{input_size},{hidden},{layers}): fused {x} composed {y}");
+                    assert!(
+                        (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                        "{name} ({batch},{seq},{input_size},{hidden},{layers}): fused {x} composed {y}"
+                    );
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 mod batch;
 mod cell;
+mod evaluation;
 mod generation;
 mod layer;
 mod model;
@@ -13,6 +14,7 @@ mod train;
 
 pub use batch::SequenceBatch;
 pub use cell::{LstmCell, LstmCellConfig};
+pub use evaluation::{Evaluation, evaluate_stream, evaluate_windows};
 pub use generation::generate;
 pub use layer::{Lstm, LstmConfig, LstmImplementation};
 pub use model::{LstmLanguageModel, LstmLanguageModelConfig};

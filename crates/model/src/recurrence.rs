@@ -43,23 +43,59 @@ pub(crate) fn fused_recurrence(
     c0: &Tensor<2>,
 ) -> Option<Tensor<3>> {
     let [batch, steps, gates] = projected.dims();
-    let dims = Dims { batch, steps, hidden: gates / 4 };
+    let dims = Dims {
+        batch,
+        steps,
+        hidden: gates / 4,
+    };
     if projected.device().is_autodiff() {
-        let p = projected.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
-        let w = weight_hh.clone().autodiff().try_into_primitive::<Autodiff<Flex>>().ok()?;
-        let h = h0.clone().autodiff().try_into_primitive::<Autodiff<Flex>>().ok()?;
-        let c = c0.clone().autodiff().try_into_primitive::<Autodiff<Flex>>().ok()?;
-        let state = RecurrenceBackward.prepare::<NoCheckpointing>([p.node(), w.node(), h.node(), c.node()]);
+        let p = projected
+            .clone()
+            .try_into_primitive::<Autodiff<Flex>>()
+            .ok()?;
+        let w = weight_hh
+            .clone()
+            .autodiff()
+            .try_into_primitive::<Autodiff<Flex>>()
+            .ok()?;
+        let h = h0
+            .clone()
+            .autodiff()
+            .try_into_primitive::<Autodiff<Flex>>()
+            .ok()?;
+        let c = c0
+            .clone()
+            .autodiff()
+            .try_into_primitive::<Autodiff<Flex>>()
+            .ok()?;
+        let state =
+            RecurrenceBackward.prepare::<NoCheckpointing>([p.node(), w.node(), h.node(), c.node()]);
         let out = match state.compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (weight, h0, c0) = (w.primitive().clone(), h.primitive().clone(), c.primitive().clone());
+                let (weight, h0, c0) = (
+                    w.primitive().clone(),
+                    h.primitive().clone(),
+                    c.primitive().clone(),
+                );
                 let forward = forward(p.primitive(), &weight, &h0, &c0, dims);
                 let output = flex(forward.output.clone(), [batch, steps + 1, dims.hidden]);
-                let cache = Cache { dims, weight, h0, c0, forward };
+                let cache = Cache {
+                    dims,
+                    weight,
+                    h0,
+                    c0,
+                    forward,
+                };
                 prep.finish(Arc::new(cache), output)
             }
             OpsKind::UnTracked(prep) => {
-                let forward = forward(p.primitive(), w.primitive(), h.primitive(), c.primitive(), dims);
+                let forward = forward(
+                    p.primitive(),
+                    w.primitive(),
+                    h.primitive(),
+                    c.primitive(),
+                    dims,
+                );
                 prep.finish(flex(forward.output, [batch, steps + 1, dims.hidden]))
             }
         };
@@ -70,7 +106,10 @@ pub(crate) fn fused_recurrence(
         let h = h0.clone().try_into_primitive::<Flex>().ok()?;
         let c = c0.clone().try_into_primitive::<Flex>().ok()?;
         let forward = forward(&p, &w, &h, &c, dims);
-        Some(Tensor::from_primitive::<Flex>(flex(forward.output, [batch, steps + 1, dims.hidden])))
+        Some(Tensor::from_primitive::<Flex>(flex(
+            forward.output,
+            [batch, steps + 1, dims.hidden],
+        )))
     }
 }
 
@@ -178,9 +217,19 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn forward(projected: &FlexTensor, weight: &FlexTensor, h0: &FlexTensor, c0: &FlexTensor, d: Dims) -> ForwardPass {
+fn forward(
+    projected: &FlexTensor,
+    weight: &FlexTensor,
+    h0: &FlexTensor,
+    c0: &FlexTensor,
+    d: Dims,
+) -> ForwardPass {
     let (projected, weight, h0, c0) = (values(projected), values(weight), values(h0), values(c0));
-    let Dims { batch, steps, hidden } = d;
+    let Dims {
+        batch,
+        steps,
+        hidden,
+    } = d;
     let g4 = 4 * hidden;
     let out_rs = (steps + 1) * hidden;
     let mut output = vec![0.0f32; batch * out_rs];
@@ -200,7 +249,18 @@ fn forward(projected: &FlexTensor, weight: &FlexTensor, h0: &FlexTensor, c0: &Fl
         } else {
             (&output[(t - 1) * hidden..], out_rs)
         };
-        matmul(gates_t, g4, true, h_prev, h_rs, 1, &weight, 1, hidden, (batch, g4, hidden));
+        matmul(
+            gates_t,
+            g4,
+            true,
+            h_prev,
+            h_rs,
+            1,
+            &weight,
+            1,
+            hidden,
+            (batch, g4, hidden),
+        );
         for b in 0..batch {
             let a = &mut gates_t[b * g4..(b + 1) * g4];
             let c_prev: &[f32] = if t == 0 {
@@ -225,10 +285,15 @@ fn forward(projected: &FlexTensor, weight: &FlexTensor, h0: &FlexTensor, c0: &Fl
         }
     }
     for b in 0..batch {
-        let last = &cells[((steps - 1) * batch + b) * hidden..((steps - 1) * batch + b + 1) * hidden];
+        let last =
+            &cells[((steps - 1) * batch + b) * hidden..((steps - 1) * batch + b + 1) * hidden];
         output[b * out_rs + steps * hidden..(b + 1) * out_rs].copy_from_slice(last);
     }
-    ForwardPass { output, gates, cells }
+    ForwardPass {
+        output,
+        gates,
+        cells,
+    }
 }
 
 /// Gradients of the recurrence's four inputs.
@@ -240,9 +305,17 @@ struct BackwardPass {
 }
 
 fn backward(cache: &Cache, d_output: &[f32]) -> BackwardPass {
-    let Dims { batch, steps, hidden } = cache.dims;
+    let Dims {
+        batch,
+        steps,
+        hidden,
+    } = cache.dims;
     let (weight, h0, c0) = (values(&cache.weight), values(&cache.h0), values(&cache.c0));
-    let ForwardPass { output, gates, cells } = &cache.forward;
+    let ForwardPass {
+        output,
+        gates,
+        cells,
+    } = &cache.forward;
     let g4 = 4 * hidden;
     let out_rs = (steps + 1) * hidden;
     let mut d_projected = vec![0.0f32; batch * steps * g4];
@@ -330,10 +403,19 @@ struct RecurrenceBackward;
 impl Backward<Flex, 4> for RecurrenceBackward {
     type State = Arc<Cache>;
 
-    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
         let d_output = grads.consume::<Flex>(&ops.node);
         let cache = ops.state;
-        let Dims { batch, steps, hidden } = cache.dims;
+        let Dims {
+            batch,
+            steps,
+            hidden,
+        } = cache.dims;
         let result = backward(&cache, &values(&d_output));
         let [projected, weight, h0, c0] = ops.parents;
         if let Some(node) = projected {

@@ -95,8 +95,11 @@ impl Sampler {
         self.order.clear();
         self.order.extend(0..logits.len() as u32);
         let probs = &self.probs;
-        self.order
-            .sort_unstable_by(|&a, &b| probs[b as usize].total_cmp(&probs[a as usize]).then(a.cmp(&b)));
+        self.order.sort_unstable_by(|&a, &b| {
+            probs[b as usize]
+                .total_cmp(&probs[a as usize])
+                .then(a.cmp(&b))
+        });
         let mut keep = if self.top_k == 0 {
             logits.len()
         } else {
@@ -160,7 +163,11 @@ mod tests {
 
     #[test]
     fn top_k_and_top_p_keep_only_their_set() {
-        let mut top2 = SamplingConfig::new().with_top_k(2).with_temperature(5.0).init(0).unwrap();
+        let mut top2 = SamplingConfig::new()
+            .with_top_k(2)
+            .with_temperature(5.0)
+            .init(0)
+            .unwrap();
         assert!((0..500).all(|_| matches!(top2.sample(&LOGITS), 1 | 3)));
         // Probabilities at T=1: 2.0 -> 0.47, 1.5 -> 0.29, so top_p 0.6 needs exactly these two.
         let mut nucleus = SamplingConfig::new().with_top_p(0.6).init(1).unwrap();
@@ -183,7 +190,10 @@ mod tests {
         let total: f64 = exp.iter().sum();
         for (count, e) in counts.iter().zip(&exp) {
             let expected = e / total;
-            assert!((*count as f64 / n as f64 - expected).abs() < 0.015, "{counts:?}");
+            assert!(
+                (*count as f64 / n as f64 - expected).abs() < 0.015,
+                "{counts:?}"
+            );
         }
     }
 
@@ -193,7 +203,12 @@ mod tests {
             SamplingConfig::new().with_temperature(-1.0).validate(),
             Err(SamplingError::Temperature(-1.0))
         );
-        assert!(SamplingConfig::new().with_temperature(f64::NAN).validate().is_err());
+        assert!(
+            SamplingConfig::new()
+                .with_temperature(f64::NAN)
+                .validate()
+                .is_err()
+        );
         assert!(SamplingConfig::new().with_top_p(0.0).validate().is_err());
         assert!(SamplingConfig::new().with_top_p(1.5).validate().is_err());
     }

@@ -1,9 +1,9 @@
 //! Training and validation steps for burn-train's `Learner`, with PyTorch's global
 //! gradient-norm clipping.
 
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::ParamId;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::tensor::Tensor;
 use burn::train::{InferenceStep, SequenceOutput, TrainOutput, TrainStep};
 
@@ -52,7 +52,12 @@ impl LstmLanguageModel {
             .iter()
             .filter_map(|&id| grads.get::<2>(id))
             .map(|g| g.powi_scalar(2).sum())
-            .chain(vectors.iter().filter_map(|&id| grads.get::<1>(id)).map(|g| g.powi_scalar(2).sum()));
+            .chain(
+                vectors
+                    .iter()
+                    .filter_map(|&id| grads.get::<1>(id))
+                    .map(|g| g.powi_scalar(2).sum()),
+            );
         let total = Tensor::cat(squares.collect(), 0).sum();
         total.into_scalar::<f64>().sqrt()
     }

@@ -24,6 +24,8 @@ impl Backend {
     pub fn device(self) -> Result<Device> {
         match self {
             Backend::Flex => Ok(Device::flex()),
+            // Deprecated upstream in favour of flex; offered for comparison while it exists.
+            #[allow(deprecated)]
             Backend::Ndarray => Ok(Device::ndarray()),
             Backend::Wgpu => wgpu_device(),
             Backend::Cuda => cuda_device(),
@@ -49,7 +51,9 @@ fn wgpu_device() -> Result<Device> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device() -> Result<Device> {
-    bail!("--backend wgpu: this build has no wgpu support; rebuild with `--features wgpu`; available: flex, ndarray")
+    bail!(
+        "--backend wgpu: this build has no wgpu support; rebuild with `--features wgpu`; available: flex, ndarray"
+    )
 }
 
 #[cfg(feature = "cuda")]
@@ -65,5 +69,7 @@ fn cuda_device() -> Result<Device> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device() -> Result<Device> {
-    bail!("--backend cuda: this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda` (its build downloads an LLVM bundle, so it needs internet); available: flex, ndarray, wgpu")
+    bail!(
+        "--backend cuda: this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda` (its build downloads an LLVM bundle, so it needs internet); available: flex, ndarray, wgpu"
+    )
 }

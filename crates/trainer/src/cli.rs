@@ -25,6 +25,14 @@ pub enum Command {
     Train(TrainArgs),
     /// Sample text from a trained run.
     Generate(GenerateArgs),
+    /// Measure training and sampling throughput; prints one JSON object.
+    Bench(BenchArgs),
+    /// Mean loss, bits per character and perplexity of a run over a text file.
+    Eval(EvalArgs),
+    /// Make a run directory from a PyTorch `state_dict` of the tutorial's model.
+    Import(ImportArgs),
+    /// Write a run's weights as SafeTensors with PyTorch's names.
+    Export(ExportArgs),
 }
 
 /// `trainer train`.
@@ -83,4 +91,103 @@ pub struct GenerateArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     pub backend: Backend,
+}
+
+/// `trainer bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A TOML experiment file; the built-in tutorial example when omitted.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
+    /// Override one config key, e.g. `--set data.path=input.txt` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Timed training steps (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed training steps first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Characters sampled for the single-stream speed (a quarter of it per stream for 32).
+    #[arg(long, default_value_t = 2000)]
+    pub sample_length: usize,
+    /// The LSTM implementation to measure.
+    #[arg(long, value_enum, default_value_t = LstmChoice::Fused)]
+    pub lstm: LstmChoice,
+    /// Also time the same training step built from `burn::nn::Lstm`.
+    #[arg(long)]
+    pub with_nn_lstm: bool,
+}
+
+/// Which LSTM implementation `bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LstmChoice {
+    /// The fused sequence op where the backend has one, composed ops elsewhere.
+    Fused,
+    /// Composed tensor ops on every backend.
+    Composed,
+}
+
+/// `trainer eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The run directory to load.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The text to evaluate on (every character must be in the run's vocabulary).
+    #[arg(long)]
+    pub text: PathBuf,
+    /// How to read the text.
+    #[arg(long, value_enum, default_value_t = EvalMode::Stream)]
+    pub mode: EvalMode,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
+}
+
+/// How `eval` reads the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalMode {
+    /// As one sequence, the state carried from chunk to chunk.
+    Stream,
+    /// In non-overlapping windows of the run's `seq_len`, each from a zero state.
+    Windows,
+}
+
+/// `trainer import`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("vocabulary").required(true).args(["vocab_text", "vocab"])))]
+pub struct ImportArgs {
+    /// The `state_dict` saved with `torch.save` (`.pt`/`.pth`).
+    #[arg(long)]
+    pub pytorch: PathBuf,
+    /// The text the model was trained on; its vocabulary is `sorted(set(text))`.
+    #[arg(long)]
+    pub vocab_text: Option<PathBuf>,
+    /// A `vocab.json` instead of the text.
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
+    /// The run directory to create; `runs/<file stem>` when omitted.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Replace a run directory that already holds a run.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `trainer export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run directory to export.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The SafeTensors file to write.
+    #[arg(long)]
+    pub safetensors: PathBuf,
 }

@@ -199,16 +199,27 @@ impl RunConfig {
         positive("data.seq_len", d.seq_len)?;
         positive("data.stride", d.stride)?;
         in_unit("data.valid_fraction", d.valid_fraction)?;
-        if !d.sha256.is_empty() && !(d.sha256.len() == 64 && d.sha256.chars().all(|c| c.is_ascii_hexdigit())) {
-            bail!("data.sha256 = {:?}: expected 64 hexadecimal digits", d.sha256);
+        if !d.sha256.is_empty()
+            && !(d.sha256.len() == 64 && d.sha256.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            bail!(
+                "data.sha256 = {:?}: expected 64 hexadecimal digits",
+                d.sha256
+            );
         }
         positive("training.batch_size", t.batch_size)?;
         positive("training.epochs", t.epochs)?;
         if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
-            bail!("training.learning_rate = {}: expected a number > 0", t.learning_rate);
+            bail!(
+                "training.learning_rate = {}: expected a number > 0",
+                t.learning_rate
+            );
         }
         if !(t.grad_clip_norm.is_finite() && t.grad_clip_norm >= 0.0) {
-            bail!("training.grad_clip_norm = {}: expected a number >= 0 (0 = off)", t.grad_clip_norm);
+            bail!(
+                "training.grad_clip_norm = {}: expected a number >= 0 (0 = off)",
+                t.grad_clip_norm
+            );
         }
         positive("training.num_workers", t.num_workers)?;
         positive("generate.length", g.length)?;
@@ -278,14 +289,20 @@ fn one_line(error: &impl std::fmt::Display) -> String {
 fn merge(base: &mut toml::Table, overrides: toml::Table, origin: &str) -> Result<()> {
     for (section, value) in overrides {
         let Some(toml::Value::Table(keys)) = base.get_mut(&section) else {
-            bail!("{origin}: unknown section [{section}]{}", suggest(&section, base.keys()));
+            bail!(
+                "{origin}: unknown section [{section}]{}",
+                suggest(&section, base.keys())
+            );
         };
         let toml::Value::Table(value) = value else {
             bail!("{origin}: `{section}` must be a section ([{section}]), not a value");
         };
         for (key, v) in value {
             let Some(slot) = keys.get_mut(&key) else {
-                bail!("{origin}: unknown key {section}.{key}{}", suggest(&key, keys.keys()));
+                bail!(
+                    "{origin}: unknown key {section}.{key}{}",
+                    suggest(&key, keys.keys())
+                );
             };
             *slot = v;
         }
@@ -332,7 +349,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diagonal = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
             diagonal = row[j + 1];
             row[j + 1] = next;
         }
@@ -367,18 +386,32 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_with_a_suggestion() {
         let file = write("[model]\nhiden_dim = 3\n");
-        let err = RunConfig::resolve(Some(file.path()), &[]).unwrap_err().to_string();
-        assert!(err.contains("model.hiden_dim") && err.contains("hidden_dim"), "{err}");
-        let err = RunConfig::resolve(None, &["trainin.epochs=1".into()]).unwrap_err().to_string();
-        assert!(err.contains("[trainin]") && err.contains("training"), "{err}");
-        let err = RunConfig::resolve(None, &["epochs".into()]).unwrap_err().to_string();
+        let err = RunConfig::resolve(Some(file.path()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.hiden_dim") && err.contains("hidden_dim"),
+            "{err}"
+        );
+        let err = RunConfig::resolve(None, &["trainin.epochs=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[trainin]") && err.contains("training"),
+            "{err}"
+        );
+        let err = RunConfig::resolve(None, &["epochs".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("section.key=value"), "{err}");
     }
 
     #[test]
     fn wrong_types_and_ranges_are_errors_naming_the_key() {
         let file = write("[model]\nnum_layers = \"two\"\n");
-        let err = RunConfig::resolve(Some(file.path()), &[]).unwrap_err().to_string();
+        let err = RunConfig::resolve(Some(file.path()), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("num_layers"), "{err}");
         for (set, key) in [
             ("model.num_layers=0", "model.num_layers"),
@@ -387,7 +420,9 @@ mod tests {
             ("data.valid_fraction=-0.1", "data.valid_fraction"),
             ("generate.top_p=2", "top_p"),
         ] {
-            let err = RunConfig::resolve(None, &[set.into()]).unwrap_err().to_string();
+            let err = RunConfig::resolve(None, &[set.into()])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{set}: {err}");
         }
     }
@@ -395,7 +430,9 @@ mod tests {
     #[test]
     fn bad_toml_names_file_line_and_column() {
         let file = write("[model]\nhidden_dim = = 3\n");
-        let err = RunConfig::resolve(Some(file.path()), &[]).unwrap_err().to_string();
+        let err = RunConfig::resolve(Some(file.path()), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && !err.contains('\n'), "{err}");
     }
 

@@ -69,7 +69,9 @@ fn fetch_to(url: &str, partial: &Path, sha256: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let digest = hex(&hasher.finalize());
     if !sha256.is_empty() && !digest.eq_ignore_ascii_case(sha256) {
-        bail!("download of {url} has sha256 {digest}, expected {sha256} (data.sha256); the file was not kept");
+        bail!(
+            "download of {url} has sha256 {digest}, expected {sha256} (data.sha256); the file was not kept"
+        );
     }
     Ok(())
 }
@@ -91,7 +93,10 @@ mod tests {
             let (mut stream, _) = listener.accept().unwrap();
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
-            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             stream.write_all(head.as_bytes()).unwrap();
             stream.write_all(body).unwrap();
         });

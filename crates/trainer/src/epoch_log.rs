@@ -36,7 +36,8 @@ impl EpochLog {
                 text.push('\n');
             }
         }
-        let cell = |v: Option<f64>, scale: f64| v.map(|v| format!("{:.6}", v * scale)).unwrap_or_default();
+        let cell =
+            |v: Option<f64>, scale: f64| v.map(|v| format!("{:.6}", v * scale)).unwrap_or_default();
         let bits = 1.0 / std::f64::consts::LN_2;
         let _ = writeln!(
             text,

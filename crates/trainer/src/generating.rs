@@ -19,7 +19,9 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         .with_top_k(args.top_k.unwrap_or(g.top_k))
         .with_top_p(args.top_p.unwrap_or(g.top_p))
         .with_seed(args.seed.unwrap_or(g.seed));
-    sampling.validate().map_err(|e| anyhow::anyhow!("--{e}").context("invalid sampling option"))?;
+    sampling
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--{e}").context("invalid sampling option"))?;
     let prompt = args.prompt.as_deref().unwrap_or(&g.prompt);
     let length = args.length.unwrap_or(g.length);
     if length == 0 {
@@ -55,7 +57,9 @@ pub fn write_samples(
     let mut io_error = None;
     model::generate(model, &ids, num_samples, length, sampling, |drawn| {
         if num_samples == 1 {
-            let c = vocab.char(drawn[0]).expect("model ids are in the vocabulary");
+            let c = vocab
+                .char(drawn[0])
+                .expect("model ids are in the vocabulary");
             if let Err(e) = write!(out, "{c}").and_then(|()| out.flush()) {
                 io_error.get_or_insert(e);
             }

@@ -1,10 +1,13 @@
 //! `trainer`: train character-level LSTM text generators, sample from them, evaluate them.
 
 mod backend;
+mod bench;
 mod cli;
 mod config;
 mod download;
 mod epoch_log;
+mod evaluating;
+mod exchange;
 mod generating;
 mod progress;
 mod run_dir;
@@ -22,6 +25,10 @@ fn main() -> ExitCode {
         None => training::train(&cli.train),
         Some(Command::Train(args)) => training::train(&args),
         Some(Command::Generate(args)) => generating::generate(&args),
+        Some(Command::Bench(args)) => bench::bench(&args),
+        Some(Command::Eval(args)) => evaluating::eval(&args),
+        Some(Command::Import(args)) => exchange::import(&args),
+        Some(Command::Export(args)) => exchange::export(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

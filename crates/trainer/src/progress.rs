@@ -6,7 +6,8 @@ use std::time::Instant;
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
 use burn::train::renderer::{
-    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining,
+    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining,
 };
 
 /// Prints a line about every tenth of each split and one summary line per epoch.
@@ -42,7 +43,11 @@ impl PlainProgress {
         let MetricState::Numeric(entry, value) = state else {
             return;
         };
-        let name = self.names.get(&entry.metric_id).cloned().unwrap_or_default();
+        let name = self
+            .names
+            .get(&entry.metric_id)
+            .cloned()
+            .unwrap_or_default();
         match value {
             Some(NumericEntry::Final(v)) => self.finals.push((split, name, v)),
             _ => {
@@ -67,7 +72,13 @@ impl MetricsRendererTraining for PlainProgress {
 }
 
 impl TrainingProgressLogger for PlainProgress {
-    fn start(&mut self, total_epochs: usize, starting_epoch: usize, _items: Option<usize>, _label: Option<&str>) {
+    fn start(
+        &mut self,
+        total_epochs: usize,
+        starting_epoch: usize,
+        _items: Option<usize>,
+        _label: Option<&str>,
+    ) {
         self.epochs = total_epochs;
         self.epoch = starting_epoch.max(1);
         self.started = Instant::now();

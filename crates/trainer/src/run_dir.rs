@@ -67,16 +67,39 @@ impl RunDir {
         self.config_path().exists() || self.model_path().exists() || self.checkpoint_dir().exists()
     }
 
+    /// Makes way for a new run: refuses a directory that already holds one unless `force`,
+    /// which clears it.
+    pub fn prepare_new(&self, force: bool) -> Result<()> {
+        if !self.holds_run() {
+            return Ok(());
+        }
+        if !force {
+            bail!(
+                "{} already holds a run: pass --force to start over (or, to continue training it, --resume)",
+                self.path.display()
+            );
+        }
+        std::fs::remove_dir_all(&self.path)
+            .with_context(|| format!("--force: cannot clear {}", self.path.display()))
+    }
+
     /// The newest epoch with a complete model, optimizer and scheduler checkpoint.
     pub fn last_checkpoint(&self) -> Option<usize> {
         let entries = std::fs::read_dir(self.checkpoint_dir()).ok()?;
         entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|name| name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse().ok())
+            .filter_map(|name| {
+                name.strip_prefix("model-")?
+                    .strip_suffix(".bpk")?
+                    .parse()
+                    .ok()
+            })
             .filter(|epoch: &usize| {
-                ["optim", "scheduler"]
-                    .iter()
-                    .all(|kind| self.checkpoint_dir().join(format!("{kind}-{epoch}.bpk")).exists())
+                ["optim", "scheduler"].iter().all(|kind| {
+                    self.checkpoint_dir()
+                        .join(format!("{kind}-{epoch}.bpk"))
+                        .exists()
+                })
             })
             .max()
     }

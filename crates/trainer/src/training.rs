@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::Dataset;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::AdamConfig;
@@ -42,12 +43,24 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let d = &config.data;
     let t = &config.training;
     let split = TextSplit::by_position(tokens.len(), d.valid_fraction);
-    let train_windows = TextWindows::new(tokens.clone(), split.train.clone(), d.seq_len, d.stride, "training")?;
+    let train_windows = TextWindows::new(
+        tokens.clone(),
+        split.train.clone(),
+        d.seq_len,
+        d.stride,
+        "training",
+    )?;
     let valid_windows = if split.valid_is_train() {
         println!("data.valid_fraction = 0: validating on the training windows (no held-out text)");
         train_windows.clone()
     } else {
-        TextWindows::new(tokens.clone(), split.valid.clone(), d.seq_len, d.seq_len, "validation")?
+        TextWindows::new(
+            tokens.clone(),
+            split.valid.clone(),
+            d.seq_len,
+            d.seq_len,
+            "validation",
+        )?
     };
     println!(
         "text: {} characters, vocabulary {}, {} training windows, {} validation windows",
@@ -87,7 +100,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
 
     let mut training = SupervisedTraining::new(run.path(), train_loader, valid_loader)
-        .metrics((LossMetric::new(), AccuracyMetric::new(), PerplexityMetric::new()))
+        .metrics((
+            LossMetric::new(),
+            AccuracyMetric::new(),
+            PerplexityMetric::new(),
+        ))
         .metric_train_numeric(LearningRateMetric::new())
         .with_default_checkpointers()
         .with_application_logger(None)
@@ -140,16 +157,7 @@ fn prepare_run_dir(run: &RunDir, args: &TrainArgs) -> Result<Option<usize>> {
             ),
         };
     }
-    if run.holds_run() {
-        if !args.force {
-            bail!(
-                "{} already holds a run: pass --resume to continue it or --force to start over",
-                run.path().display()
-            );
-        }
-        std::fs::remove_dir_all(run.path())
-            .with_context(|| format!("--force: cannot clear {}", run.path().display()))?;
-    }
+    run.prepare_new(args.force)?;
     Ok(None)
 }
 
@@ -162,7 +170,7 @@ fn resumed_config(run: &RunDir, requested: RunConfig) -> Result<RunConfig> {
 
 /// The training text: the built-in example, or `data.path`, downloaded from `data.url` first
 /// when missing.
-fn load_training_text(config: &RunConfig) -> Result<String> {
+pub(crate) fn load_training_text(config: &RunConfig) -> Result<String> {
     let Some(path) = config.data_path() else {
         return Ok(EXAMPLE_TEXT.to_string());
     };

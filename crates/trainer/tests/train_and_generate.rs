@@ -9,7 +9,13 @@ fn smoke_config_trains_and_generates_reproducibly() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("smoke");
     let run_arg = run.to_str().unwrap();
-    let out = success(&["--config", "configs/smoke.toml", "--run", run_arg, "--no-tui"]);
+    let out = success(&[
+        "--config",
+        "configs/smoke.toml",
+        "--run",
+        run_arg,
+        "--no-tui",
+    ]);
     assert!(out.contains("sample"), "{out}");
     for file in ["config.toml", "vocab.json", "model.bpk", "metrics.csv"] {
         assert!(run.join(file).is_file(), "{file} missing");
@@ -22,8 +28,14 @@ fn smoke_config_trains_and_generates_reproducibly() {
     let (_, first_train, _) = rows[0];
     let (_, last_train, last_valid) = *rows.last().unwrap();
     assert!(last_train < first_train, "{rows:?}");
-    assert!(last_train < 0.5 * chance, "train loss {last_train} vs ln(V) {chance}");
-    assert!(last_valid < 0.7 * chance, "valid loss {last_valid} vs ln(V) {chance}");
+    assert!(
+        last_train < 0.5 * chance,
+        "train loss {last_train} vs ln(V) {chance}"
+    );
+    assert!(
+        last_valid < 0.7 * chance,
+        "valid loss {last_valid} vs ln(V) {chance}"
+    );
 
     let generate = |seed: &str| {
         success(&[
@@ -39,15 +51,33 @@ fn smoke_config_trains_and_generates_reproducibly() {
     assert_ne!(generate("8"), first, "another seed gives other text");
 
     let batched = success(&[
-        "generate", "--run", run_arg, "--prompt", "The ", "--length", "200", "--seed", "7",
-        "--num-samples", "3",
+        "generate",
+        "--run",
+        run_arg,
+        "--prompt",
+        "The ",
+        "--length",
+        "200",
+        "--seed",
+        "7",
+        "--num-samples",
+        "3",
     ]);
     assert!(batched.contains("--- sample 3 ---"), "{batched}");
-    assert!(batched.contains(text), "stream 0 of a batch equals the single stream");
+    assert!(
+        batched.contains(text),
+        "stream 0 of a batch equals the single stream"
+    );
 
     let err = failure(&["generate", "--run", run_arg, "--prompt", "Zebra{"]);
     assert!(err.contains("'{'") || err.contains("'Z'"), "{err}");
-    let err = failure(&["--config", "configs/smoke.toml", "--run", run_arg, "--no-tui"]);
+    let err = failure(&[
+        "--config",
+        "configs/smoke.toml",
+        "--run",
+        run_arg,
+        "--no-tui",
+    ]);
     assert!(err.contains("--resume") && err.contains("--force"), "{err}");
 }
 
@@ -57,14 +87,25 @@ fn another_script_trains_and_generates_in_that_script() {
     let run = dir.path().join("zh");
     let run_arg = run.to_str().unwrap();
     success(&[
-        "--config", "configs/poems-zh.toml", "--run", run_arg, "--no-tui", "--set", "training.epochs=10",
+        "--config",
+        "configs/poems-zh.toml",
+        "--run",
+        run_arg,
+        "--no-tui",
+        "--set",
+        "training.epochs=10",
     ]);
     let chars = vocab(&run);
     assert!(chars.contains(&'月') && chars.contains(&'，'));
-    let out = success(&["generate", "--run", run_arg, "--prompt", "床前", "--length", "40", "--seed", "3"]);
+    let out = success(&[
+        "generate", "--run", run_arg, "--prompt", "床前", "--length", "40", "--seed", "3",
+    ]);
     let text = out.strip_suffix('\n').unwrap();
     assert_eq!(text.chars().count(), 42);
-    let han = text.chars().filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c)).count();
+    let han = text
+        .chars()
+        .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+        .count();
     assert!(han >= 30, "mostly Chinese characters expected: {text}");
 }
 
@@ -73,5 +114,8 @@ fn bad_generate_requests_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nothing");
     let err = failure(&["generate", "--run", missing.to_str().unwrap()]);
-    assert!(err.contains("nothing") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("nothing") && err.contains("does not exist"),
+        "{err}"
+    );
 }

@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 
 /// The workspace root, where `configs/` and `datasets/` live.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Runs `trainer` with `args` in the workspace root.
@@ -37,7 +40,11 @@ pub fn failure(args: &[&str]) -> String {
     let out = trainer(args);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "trainer {args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line expected: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
@@ -49,7 +56,11 @@ pub fn metrics(run: &Path) -> Vec<(usize, f64, f64)> {
         .skip(1)
         .map(|line| {
             let cells: Vec<&str> = line.split(',').collect();
-            (cells[0].parse().unwrap(), cells[1].parse().unwrap(), cells[2].parse().unwrap())
+            (
+                cells[0].parse().unwrap(),
+                cells[1].parse().unwrap(),
+                cells[2].parse().unwrap(),
+            )
         })
         .collect()
 }

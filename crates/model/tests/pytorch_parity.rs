@@ -1,0 +1,266 @@
+//! Parity with PyTorch: the tutorial's model with weights, inputs and results recorded by
+//! `scripts/make_pytorch_fixtures.py` (committed under `tests/fixtures/`, so PyTorch is not
+//! needed here). Logits, final states, loss, every gradient and one clipped Adam step must
+//! match, for the fused and the composed LSTM, on flex and ndarray.
+
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::train::TrainStep;
+use model::{
+    LstmImplementation, LstmLanguageModel, LstmLanguageModelConfig, LstmState, TrainingOptions,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Fixture {
+    vocab: Vec<String>,
+    embedding_dim: usize,
+    hidden_dim: usize,
+    num_layers: usize,
+    inputs: Vec<Vec<i32>>,
+    targets: Vec<Vec<i32>>,
+    initial_hidden: Vec<f32>,
+    initial_cell: Vec<f32>,
+    params: BTreeMap<String, Tensor1>,
+    logits: Vec<f32>,
+    final_hidden: Vec<f32>,
+    final_cell: Vec<f32>,
+    loss: f64,
+    grads: BTreeMap<String, Vec<f32>>,
+    adam: AdamStep,
+}
+
+#[derive(Deserialize)]
+struct Tensor1 {
+    shape: Vec<usize>,
+    values: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct AdamStep {
+    learning_rate: f64,
+    grad_clip_norm: f64,
+    params_after: BTreeMap<String, Vec<f32>>,
+}
+
+const CASES: [&str; 2] = ["small", "three_layer"];
+
+fn fixture(case: &str) -> Fixture {
+    let path = format!("{}/tests/fixtures/{case}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect("fixture JSON")
+}
+
+/// ndarray is deprecated upstream but still a backend users can pick, so it is checked too.
+#[allow(deprecated)]
+fn devices() -> [(&'static str, Device); 2] {
+    [("flex", Device::flex()), ("ndarray", Device::ndarray())]
+}
+
+fn implementations() -> [LstmImplementation; 2] {
+    [LstmImplementation::Auto, LstmImplementation::Composed]
+}
+
+fn matrix(values: &[f32], shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
+}
+
+fn vector(values: &[f32], device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device)
+}
+
+fn ids(rows: &[Vec<i32>], device: &Device) -> Tensor<2, Int> {
+    let flat: Vec<i32> = rows.concat();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), rows[0].len()]), device)
+}
+
+/// Our model with the fixture's PyTorch weights copied in (`fc.weight` transposed, since
+/// Burn's `Linear` stores `[d_in, d_out]`).
+fn load(f: &Fixture, implementation: LstmImplementation, device: &Device) -> LstmLanguageModel {
+    let mut lm = LstmLanguageModelConfig::new(f.vocab.len())
+        .with_embedding_dim(f.embedding_dim)
+        .with_hidden_dim(f.hidden_dim)
+        .with_num_layers(f.num_layers)
+        .init(device);
+    let p = |name: &str| &f.params[name];
+    let m = |name: &str| {
+        let t = p(name);
+        Param::from_tensor(matrix(&t.values, [t.shape[0], t.shape[1]], device))
+    };
+    lm.embedding.weight = m("embedding.weight");
+    lm.output.weight = Param::from_tensor(m("fc.weight").val().transpose().detach());
+    lm.output.bias = Some(Param::from_tensor(vector(&p("fc.bias").values, device)));
+    for (k, layer) in lm.lstm.layers.iter_mut().enumerate() {
+        layer.weight_ih = m(&format!("lstm.weight_ih_l{k}"));
+        layer.weight_hh = m(&format!("lstm.weight_hh_l{k}"));
+        layer.bias_ih =
+            Param::from_tensor(vector(&p(&format!("lstm.bias_ih_l{k}")).values, device));
+        layer.bias_hh =
+            Param::from_tensor(vector(&p(&format!("lstm.bias_hh_l{k}")).values, device));
+    }
+    lm.lstm = lm.lstm.with_implementation(implementation);
+    lm
+}
+
+/// Every parameter of `lm` under its PyTorch name, in PyTorch's layout, read with `read1`
+/// (vectors) and `read2` (matrices).
+fn by_pytorch_name(
+    lm: &LstmLanguageModel,
+    read1: impl Fn(&Param<Tensor<1>>) -> Tensor<1>,
+    read2: impl Fn(&Param<Tensor<2>>) -> Tensor<2>,
+) -> BTreeMap<String, Vec<f32>> {
+    let flat1 = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let flat2 = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let mut all = BTreeMap::new();
+    all.insert(
+        "embedding.weight".to_string(),
+        flat2(read2(&lm.embedding.weight)),
+    );
+    all.insert(
+        "fc.weight".to_string(),
+        flat2(read2(&lm.output.weight).transpose()),
+    );
+    all.insert(
+        "fc.bias".to_string(),
+        flat1(read1(lm.output.bias.as_ref().unwrap())),
+    );
+    for (k, layer) in lm.lstm.layers.iter().enumerate() {
+        all.insert(
+            format!("lstm.weight_ih_l{k}"),
+            flat2(read2(&layer.weight_ih)),
+        );
+        all.insert(
+            format!("lstm.weight_hh_l{k}"),
+            flat2(read2(&layer.weight_hh)),
+        );
+        all.insert(format!("lstm.bias_ih_l{k}"), flat1(read1(&layer.bias_ih)));
+        all.insert(format!("lstm.bias_hh_l{k}"), flat1(read1(&layer.bias_hh)));
+    }
+    all
+}
+
+fn initial_state(f: &Fixture, device: &Device) -> Vec<LstmState> {
+    let batch = f.inputs.len();
+    let size = batch * f.hidden_dim;
+    (0..f.num_layers)
+        .map(|l| LstmState {
+            hidden: matrix(
+                &f.initial_hidden[l * size..(l + 1) * size],
+                [batch, f.hidden_dim],
+                device,
+            ),
+            cell: matrix(
+                &f.initial_cell[l * size..(l + 1) * size],
+                [batch, f.hidden_dim],
+                device,
+            ),
+        })
+        .collect()
+}
+
+fn assert_close(what: &str, ours: &[f32], theirs: &[f32], absolute: f32, relative: f32) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert!(
+            (a - b).abs() <= absolute + relative * b.abs(),
+            "{what}[{i}]: ours {a}, PyTorch {b}"
+        );
+    }
+}
+
+#[test]
+fn logits_final_states_and_loss_match_pytorch() {
+    for case in CASES {
+        let f = fixture(case);
+        for (backend, device) in devices() {
+            for implementation in implementations() {
+                let what = format!("{case} on {backend}, {implementation:?}");
+                let lm = load(&f, implementation, &device);
+                let (loss, _, states) = lm.loss(
+                    ids(&f.inputs, &device),
+                    ids(&f.targets, &device),
+                    Some(initial_state(&f, &device)),
+                );
+                let (logits, _) =
+                    lm.forward(ids(&f.inputs, &device), Some(initial_state(&f, &device)));
+                let logits: Vec<f32> = logits.into_data().convert::<f32>().try_to_vec().unwrap();
+                assert_close(&format!("{what}: logits"), &logits, &f.logits, 1e-5, 0.0);
+                let flat = |t: &Tensor<2>| {
+                    t.clone()
+                        .into_data()
+                        .convert::<f32>()
+                        .try_to_vec::<f32>()
+                        .unwrap()
+                };
+                let hidden: Vec<f32> = states.iter().flat_map(|s| flat(&s.hidden)).collect();
+                let cell: Vec<f32> = states.iter().flat_map(|s| flat(&s.cell)).collect();
+                assert_close(
+                    &format!("{what}: final h"),
+                    &hidden,
+                    &f.final_hidden,
+                    1e-5,
+                    0.0,
+                );
+                assert_close(&format!("{what}: final c"), &cell, &f.final_cell, 1e-5, 0.0);
+                let loss = loss.into_scalar::<f64>();
+                assert!(
+                    (loss - f.loss).abs() <= 1e-6,
+                    "{what}: loss {loss} vs PyTorch {}",
+                    f.loss
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gradients_and_a_clipped_adam_step_match_pytorch() {
+    for case in CASES {
+        let f = fixture(case);
+        for (backend, device) in devices() {
+            for implementation in implementations() {
+                let what = format!("{case} on {backend}, {implementation:?}");
+                let ad = device.clone().autodiff();
+                let lm = load(&f, implementation, &ad).with_training_options(TrainingOptions {
+                    grad_clip_norm: Some(f.adam.grad_clip_norm),
+                });
+                let (loss, _, _) = lm.loss(
+                    ids(&f.inputs, &ad),
+                    ids(&f.targets, &ad),
+                    Some(initial_state(&f, &ad)),
+                );
+                let grads = loss.backward();
+                let ours = by_pytorch_name(
+                    &lm,
+                    |p| p.grad(&grads).unwrap(),
+                    |p| p.grad(&grads).unwrap(),
+                );
+                for (name, theirs) in &f.grads {
+                    assert_close(
+                        &format!("{what}: d {name}"),
+                        &ours[name],
+                        theirs,
+                        1e-7,
+                        1e-4,
+                    );
+                }
+
+                let grads = burn::optim::GradientsParams::from_grads(grads, &lm);
+                let mut adam = AdamConfig::new().with_epsilon(1e-8).init();
+                let stepped = lm.optimize(&mut adam, f.adam.learning_rate.into(), grads);
+                let after = by_pytorch_name(&stepped, |p| p.val(), |p| p.val());
+                for (name, theirs) in &f.adam.params_after {
+                    assert_close(
+                        &format!("{what}: {name} after Adam"),
+                        &after[name],
+                        theirs,
+                        1e-5,
+                        0.0,
+                    );
+                }
+            }
+        }
+    }
+}
