@@ -1,13 +1,14 @@
 //! Parity with PyTorch: the tutorial's model with weights, inputs and results recorded by
 //! `scripts/make_pytorch_fixtures.py` (committed under `tests/fixtures/`, so PyTorch is not
 //! needed here). Logits, final states, loss, every gradient and one clipped Adam step must
-//! match, for the fused and the composed LSTM, on flex and ndarray.
+//! match, for the fused and the composed LSTM, on flex and ndarray; the forward also on wgpu
+//! (Mesa's lavapipe on a machine without a GPU).
 
 use std::collections::BTreeMap;
 
 use burn::module::Param;
 use burn::optim::AdamConfig;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
 use burn::train::TrainStep;
 use model::{
     LstmImplementation, LstmLanguageModel, LstmLanguageModelConfig, LstmState, TrainingOptions,
@@ -174,7 +175,8 @@ fn assert_close(what: &str, ours: &[f32], theirs: &[f32], absolute: f32, relativ
 fn logits_final_states_and_loss_match_pytorch() {
     for case in CASES {
         let f = fixture(case);
-        for (backend, device) in devices() {
+        let wgpu = ("wgpu", Device::wgpu(DeviceKind::DefaultDevice));
+        for (backend, device) in devices().into_iter().chain([wgpu]) {
             for implementation in implementations() {
                 let what = format!("{case} on {backend}, {implementation:?}");
                 let lm = load(&f, implementation, &device);

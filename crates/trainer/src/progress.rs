@@ -108,7 +108,11 @@ impl TrainingProgressLogger for PlainProgress {
 
     fn update_split(&mut self, items_processed: usize) {
         if items_processed >= self.next_report && items_processed < self.split_items {
-            let metrics: Vec<String> = self.latest.iter().map(|(_, f)| f.clone()).collect();
+            let metrics: Vec<String> = self
+                .latest
+                .iter()
+                .map(|(name, value)| format!("{} {value}", name.to_lowercase()))
+                .collect();
             println!(
                 "epoch {}/{} {} {items_processed}/{}: {}",
                 self.epoch,
@@ -126,7 +130,10 @@ impl TrainingProgressLogger for PlainProgress {
     fn end(&mut self) {}
 
     fn log_event_training(&mut self, event: String) {
-        println!("{event}");
+        // burn-train reports every step as an "Iteration" event; the split lines cover those.
+        if event != "Iteration" {
+            println!("{event}");
+        }
     }
 }
 
