@@ -581,11 +581,23 @@ mod tests {
             let x = k as f32 / 1024.0;
             if x.abs() < 87.0 {
                 let (ours, libm) = (exp(x), x.exp());
-                assert!((ours - libm).abs() <= 3e-7 * libm, "exp({x}): {ours} vs {libm}");
+                assert!(
+                    (ours - libm).abs() <= 3e-7 * libm,
+                    "exp({x}): {ours} vs {libm}"
+                );
             }
             let libm_sigmoid = 1.0 / (1.0 + (-x).exp());
-            assert!((sigmoid(x) - libm_sigmoid).abs() <= 3e-7, "sigmoid({x}): {} vs {libm_sigmoid}", sigmoid(x));
-            assert!((tanh(x) - x.tanh()).abs() <= 3e-7, "tanh({x}): {} vs {}", tanh(x), x.tanh());
+            assert!(
+                (sigmoid(x) - libm_sigmoid).abs() <= 3e-7,
+                "sigmoid({x}): {} vs {libm_sigmoid}",
+                sigmoid(x)
+            );
+            assert!(
+                (tanh(x) - x.tanh()).abs() <= 3e-7,
+                "tanh({x}): {} vs {}",
+                tanh(x),
+                x.tanh()
+            );
         }
     }
 }

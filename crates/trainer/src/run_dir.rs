@@ -8,6 +8,7 @@
 //!   metrics.csv        train and validation loss of every epoch
 //!   checkpoint/        burn-train's per-epoch model, optimizer and scheduler state
 //!   train/ valid/      burn-train's metric logs
+//!   train.lock         while a training process runs: its process id
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,37 @@ use data::CharVocab;
 use model::LstmLanguageModel;
 
 use crate::config::RunConfig;
+
+/// The lock file a training process holds in its run directory.
+const LOCK_FILE: &str = "train.lock";
+
+/// A claim on a run directory; the lock file goes when this does.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether a process with this id runs (Linux `/proc`; elsewhere every process is assumed to
+/// run, so a stale lock must be removed by hand).
+fn process_runs(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    // A zombie has exited but is not reaped yet: it writes nothing any more.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
 
 /// A run directory.
 #[derive(Debug, Clone)]
@@ -68,7 +100,7 @@ impl RunDir {
     }
 
     /// Makes way for a new run: refuses a directory that already holds one unless `force`,
-    /// which clears it.
+    /// which clears it (all but the lock this process may hold).
     pub fn prepare_new(&self, force: bool) -> Result<()> {
         if !self.holds_run() {
             return Ok(());
@@ -79,8 +111,64 @@ impl RunDir {
                 self.path.display()
             );
         }
-        std::fs::remove_dir_all(&self.path)
-            .with_context(|| format!("--force: cannot clear {}", self.path.display()))
+        let clear = || -> std::io::Result<()> {
+            for entry in std::fs::read_dir(&self.path)? {
+                let entry = entry?;
+                if entry.file_name() == LOCK_FILE {
+                    continue;
+                }
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+            Ok(())
+        };
+        clear().with_context(|| format!("--force: cannot clear {}", self.path.display()))
+    }
+
+    /// Claims the directory for this process until the returned lock is dropped, so that two
+    /// training processes never write the same run. A lock left by a process that no longer
+    /// runs (killed) is taken over.
+    pub fn lock(&self) -> Result<RunLock> {
+        let path = self.path.join(LOCK_FILE);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    use std::io::Write as _;
+                    write!(file, "{}", std::process::id())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                    match owner.trim().parse::<u32>() {
+                        Ok(pid) if process_runs(pid) => bail!(
+                            "{} is in use by training process {pid} (lock file {}); wait for it to finish or stop it",
+                            self.path.display(),
+                            path.display()
+                        ),
+                        // The owner is gone (or never wrote its PID): a stale lock.
+                        _ => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()));
+                }
+            }
+        }
+        bail!(
+            "{}: cannot take the lock {}",
+            self.path.display(),
+            path.display()
+        )
     }
 
     /// The newest epoch with a complete model, optimizer and scheduler checkpoint.

@@ -25,6 +25,9 @@ use crate::run_dir::RunDir;
 pub fn train(args: &TrainArgs) -> Result<()> {
     let config = RunConfig::resolve(args.config.as_deref(), &args.sets)?;
     let run = RunDir::new(args.run.clone().unwrap_or_else(|| default_run_dir(args)));
+    // Taken before anything in an existing directory changes; a new directory is locked as
+    // soon as it exists.
+    let existing_lock = run.path().is_dir().then(|| run.lock()).transpose()?;
     let resume_from = prepare_run_dir(&run, args)?;
     let config = match resume_from {
         Some(_) => resumed_config(&run, config)?,
@@ -70,6 +73,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         valid_windows.len()
     );
     run.save_setup(&config, &vocab)?;
+    let _lock = match existing_lock {
+        Some(lock) => lock,
+        None => run.lock()?,
+    };
 
     let device = args.backend.device()?.autodiff();
     device.seed(t.seed);

@@ -1,0 +1,50 @@
+//! Two training processes never share a run directory; a lock left by a killed one does not
+//! block forever.
+
+mod common;
+
+use common::{failure, success};
+
+#[test]
+fn a_live_lock_refuses_and_a_stale_one_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("locked");
+    let run_arg = run.to_str().unwrap();
+    let train = |extra: &'static str| {
+        vec![
+            "--config",
+            "configs/smoke.toml",
+            "--run",
+            run_arg,
+            "--no-tui",
+            "--set",
+            "training.epochs=1",
+            extra,
+        ]
+    };
+    success(&train("--force"));
+    assert!(
+        !run.join("train.lock").exists(),
+        "the lock goes when training ends"
+    );
+
+    // This test process is alive: as far as the trainer can tell, it is training this run.
+    std::fs::write(run.join("train.lock"), std::process::id().to_string()).unwrap();
+    let err = failure(&train("--force"));
+    assert!(
+        err.contains("in use by training process") && err.contains("train.lock"),
+        "{err}"
+    );
+    assert!(
+        run.join("model.bpk").exists(),
+        "a refused --force wipes nothing"
+    );
+
+    // A process that has exited: its lock is stale.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(run.join("train.lock"), dead.to_string()).unwrap();
+    success(&train("--force"));
+    assert!(!run.join("train.lock").exists());
+}
