@@ -4,7 +4,8 @@
 //! runs/<name>/
 //!   config.toml        the resolved configuration
 //!   vocab.json         the character vocabulary
-//!   model.bpk          the final weights (burnpack)
+//!   model.bpk          the weights of the best epoch (lowest validation loss; burnpack)
+//!   best.json          which epoch that is, and its losses
 //!   metrics.csv        train and validation loss of every epoch
 //!   checkpoint/        burn-train's per-epoch model, optimizer and scheduler state
 //!   train/ valid/      burn-train's metric logs
@@ -87,6 +88,23 @@ impl RunDir {
     /// The loss of every epoch, as CSV.
     pub fn metrics_path(&self) -> PathBuf {
         self.path.join("metrics.csv")
+    }
+
+    /// Which epoch's weights `model.bpk` holds.
+    pub fn best_path(&self) -> PathBuf {
+        self.path.join("best.json")
+    }
+
+    /// Records the best epoch in `best.json`.
+    pub fn save_best(&self, best: &crate::epoch_log::EpochRow) -> Result<()> {
+        let json = serde_json::json!({
+            "epoch": best.epoch,
+            "valid_loss": best.valid_loss,
+            "valid_bpc": best.valid_loss / std::f64::consts::LN_2,
+            "train_loss": best.train_loss,
+        });
+        data::write_atomic(&self.best_path(), format!("{json:#}\n").as_bytes())?;
+        Ok(())
     }
 
     /// burn-train's checkpoints.

@@ -9,11 +9,12 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric, PerplexityMetric};
 use burn::train::{Learner, SupervisedTraining};
 use data::{CharVocab, TextSplit, TextWindows, WindowBatcher};
-use model::TrainingOptions;
+use model::{LstmLanguageModel, TrainingOptions};
 
 use crate::cli::TrainArgs;
 use crate::config::{EXAMPLE_TEXT, LrSchedule, RunConfig};
@@ -129,7 +130,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(error) = result.error {
         bail!("training failed: {error}");
     }
-    let lm = result.model;
+    let lm = best_epoch_model(&run, result.model)?;
     run.save_model(&lm)?;
     println!("saved {}", run.model_path().display());
 
@@ -141,6 +142,41 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         vocab.decode(&[0])
     };
     crate::generating::write_samples(&lm, &vocab, &prompt, g.length, 1, &config.sampling())
+}
+
+/// The weights of the epoch with the lowest validation loss (burn-train keeps that epoch's
+/// checkpoint), recorded in `best.json`; the final weights when no checkpoint beats them.
+fn best_epoch_model(run: &RunDir, last: LstmLanguageModel) -> Result<LstmLanguageModel> {
+    let rows = crate::epoch_log::read(&run.metrics_path())?;
+    let Some(best) = rows
+        .iter()
+        .filter(|r| r.valid_loss.is_finite())
+        .min_by(|a, b| a.valid_loss.total_cmp(&b.valid_loss))
+    else {
+        return Ok(last);
+    };
+    let final_epoch = rows.last().map_or(0, |r| r.epoch);
+    let model = if best.epoch == final_epoch {
+        last
+    } else {
+        let checkpoint = run
+            .checkpoint_dir()
+            .join(format!("model-{}.bpk", best.epoch));
+        last.try_load_file(&checkpoint).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot load the best epoch's weights: {e}",
+                checkpoint.display()
+            )
+        })?
+    };
+    run.save_best(best)?;
+    println!(
+        "best epoch {} of {final_epoch}: valid loss {:.4} nats/char, {:.4} bits/char",
+        best.epoch,
+        best.valid_loss,
+        best.valid_loss / std::f64::consts::LN_2
+    );
+    Ok(model)
 }
 
 /// `runs/<config file stem>`, or `runs/default` for the built-in config.

@@ -1,0 +1,68 @@
+//! `model.bpk` holds the weights of the epoch with the lowest validation loss, and `best.json`
+//! says which epoch that is.
+
+mod common;
+
+use common::{metrics, root, success};
+
+#[test]
+fn the_best_epochs_weights_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("best");
+    let run_arg = run.to_str().unwrap();
+    // A high learning rate makes the validation loss wobble, so the best epoch is rarely the last.
+    success(&[
+        "--config",
+        "configs/smoke.toml",
+        "--run",
+        run_arg,
+        "--no-tui",
+        "--set",
+        "training.epochs=7",
+        "--set",
+        "training.learning_rate=0.1",
+    ]);
+    let rows = metrics(&run);
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
+    let best_epoch = best["epoch"].as_u64().unwrap() as usize;
+    let lowest = rows.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
+    let (_, _, best_valid) = rows[best_epoch - 1];
+    assert_eq!(
+        best_valid, lowest,
+        "best.json names the epoch with the lowest validation loss: {rows:?}"
+    );
+
+    // The validation text is the last 10% of the characters; `eval` over its windows is the
+    // validation loss of the weights in model.bpk.
+    let text = std::fs::read_to_string(root().join("datasets/smoke.txt")).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    let valid: String = chars[(chars.len() as f64 * 0.9) as usize..]
+        .iter()
+        .collect();
+    let valid_path = dir.path().join("valid.txt");
+    std::fs::write(&valid_path, valid).unwrap();
+    let out = success(&[
+        "eval",
+        "--run",
+        run_arg,
+        "--text",
+        valid_path.to_str().unwrap(),
+        "--mode",
+        "windows",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let loss = report["loss"].as_f64().unwrap();
+    assert!(
+        (loss - best_valid).abs() < 1e-4,
+        "model.bpk gives {loss}, the best epoch {best_valid}: {rows:?}"
+    );
+    let (_, _, last_valid) = *rows.last().unwrap();
+    if best_epoch < rows.len() {
+        assert!(
+            (loss - last_valid).abs() > 1e-3,
+            "not the last epoch's weights: {rows:?}"
+        );
+    }
+}
