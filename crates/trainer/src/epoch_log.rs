@@ -1,4 +1,4 @@
-//! `metrics.csv`: the loss of every epoch, written as each epoch ends.
+//! `metrics.csv` and `curves.svg`: the loss of every epoch, written as each epoch ends.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -47,7 +47,11 @@ impl EpochLog {
             cell(train, bits),
             cell(valid, bits)
         );
-        data::write_atomic(&self.path, text.as_bytes()).map_err(std::io::Error::other)
+        data::write_atomic(&self.path, text.as_bytes()).map_err(std::io::Error::other)?;
+        let rows = read(&self.path).map_err(std::io::Error::other)?;
+        let svg = crate::curves::svg(&rows).map_err(std::io::Error::other)?;
+        data::write_atomic(&self.path.with_file_name("curves.svg"), svg.as_bytes())
+            .map_err(std::io::Error::other)
     }
 }
 

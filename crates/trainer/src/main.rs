@@ -4,6 +4,7 @@ mod backend;
 mod bench;
 mod cli;
 mod config;
+mod curves;
 mod download;
 mod epoch_log;
 mod evaluating;

@@ -17,9 +17,22 @@ fn smoke_config_trains_and_generates_reproducibly() {
         "--no-tui",
     ]);
     assert!(out.contains("sample"), "{out}");
-    for file in ["config.toml", "vocab.json", "model.bpk", "metrics.csv"] {
+    for file in [
+        "config.toml",
+        "vocab.json",
+        "model.bpk",
+        "metrics.csv",
+        "curves.svg",
+        "best.json",
+    ] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
+
+    let svg = std::fs::read_to_string(run.join("curves.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "curves.svg: {svg}"
+    );
 
     let chars = vocab(&run);
     let chance = (chars.len() as f64).ln();
