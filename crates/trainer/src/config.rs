@@ -73,6 +73,9 @@ pub struct TrainingSection {
     pub seed: u64,
     /// Threads that build batches.
     pub num_workers: usize,
+    /// Stop after this much wall time, e.g. `"90s"`, `"10m"`, `"1h30m"`; mid-epoch if need be,
+    /// then validate and keep the best weights. Empty means no limit.
+    pub time_limit: String,
 }
 
 /// The learning rate over the run.
@@ -135,6 +138,7 @@ impl Default for RunConfig {
                 grad_clip_norm: 5.0,
                 seed: 42,
                 num_workers: 1,
+                time_limit: String::new(),
             },
             generate: GenerateSection {
                 prompt: "Hello".into(),
@@ -222,6 +226,7 @@ impl RunConfig {
             );
         }
         positive("training.num_workers", t.num_workers)?;
+        self.time_limit()?;
         positive("generate.length", g.length)?;
         if g.prompt.is_empty() {
             bail!("generate.prompt is empty: expected at least one character");
@@ -230,6 +235,17 @@ impl RunConfig {
             .validate()
             .map_err(|e| anyhow!("generate.{e}"))?;
         Ok(())
+    }
+
+    /// `training.time_limit` as a duration; `None` when empty.
+    pub fn time_limit(&self) -> Result<Option<std::time::Duration>> {
+        let text = self.training.time_limit.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        parse_duration(text).map(Some).ok_or_else(|| {
+            anyhow!("training.time_limit = {text:?}: expected a duration such as \"90s\", \"10m\" or \"1h30m\"")
+        })
     }
 
     /// The `[generate]` sampling settings.
@@ -257,6 +273,27 @@ impl RunConfig {
     pub fn data_path(&self) -> Option<PathBuf> {
         (!self.data.path.is_empty()).then(|| PathBuf::from(&self.data.path))
     }
+}
+
+/// `"90s"`, `"10m"`, `"1h30m"`, `"2h"`: whole numbers with units h, m, s; more than zero.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let mut seconds = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        seconds = seconds.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        number.clear();
+    }
+    (number.is_empty() && seconds > 0).then(|| std::time::Duration::from_secs(seconds))
 }
 
 fn positive(key: &str, value: usize) -> Result<()> {
@@ -367,6 +404,24 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), text).unwrap();
         file
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.as_secs());
+        assert_eq!(secs("90s"), Some(90));
+        assert_eq!(secs("10m"), Some(600));
+        assert_eq!(secs("1h30m"), Some(5400));
+        for bad in ["", "10", "0s", "5 m", "1.5h", "m"] {
+            assert_eq!(secs(bad), None, "{bad:?}");
+        }
+        let mut config = RunConfig::default();
+        config.training.time_limit = "ten minutes".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("training.time_limit") && err.contains("ten minutes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod exchange;
 mod generating;
 mod progress;
 mod run_dir;
+mod strategy;
 mod training;
 
 use std::process::ExitCode;
@@ -19,20 +20,24 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::training::Finished;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |result: anyhow::Result<()>| result.map(|()| Finished::Completed);
     let result = match cli.command {
         None => training::train(&cli.train),
         Some(Command::Train(args)) => training::train(&args),
-        Some(Command::Generate(args)) => generating::generate(&args),
-        Some(Command::Bench(args)) => bench::bench(&args),
-        Some(Command::Eval(args)) => evaluating::eval(&args),
-        Some(Command::Import(args)) => exchange::import(&args),
-        Some(Command::Export(args)) => exchange::export(&args),
+        Some(Command::Generate(args)) => done(generating::generate(&args)),
+        Some(Command::Bench(args)) => done(bench::bench(&args)),
+        Some(Command::Eval(args)) => done(evaluating::eval(&args)),
+        Some(Command::Import(args)) => done(exchange::import(&args)),
+        Some(Command::Export(args)) => done(exchange::export(&args)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Finished::Completed) => ExitCode::SUCCESS,
+        // The shell's code for a process ended by SIGINT.
+        Ok(Finished::Interrupted) => ExitCode::from(130),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)

@@ -7,6 +7,8 @@
 //!   model.bpk          the weights of the best epoch (lowest validation loss; burnpack)
 //!   best.json          which epoch that is, and its losses
 //!   metrics.csv        train and validation loss of every epoch
+//!   curves.svg         the same, drawn
+//!   samples.txt        a sample after every epoch
 //!   checkpoint/        burn-train's per-epoch model, optimizer and scheduler state
 //!   train/ valid/      burn-train's metric logs
 //!   train.lock         while a training process runs: its process id
@@ -88,6 +90,11 @@ impl RunDir {
     /// The loss of every epoch, as CSV.
     pub fn metrics_path(&self) -> PathBuf {
         self.path.join("metrics.csv")
+    }
+
+    /// The sample drawn after every epoch.
+    pub fn samples_path(&self) -> PathBuf {
+        self.path.join("samples.txt")
     }
 
     /// Which epoch's weights `model.bpk` holds.

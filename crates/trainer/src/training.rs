@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use burn::data::dataloader::DataLoaderBuilder;
@@ -12,7 +13,7 @@ use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric, PerplexityMetric};
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use data::{CharVocab, TextSplit, TextWindows, WindowBatcher};
 use model::{LstmLanguageModel, TrainingOptions};
 
@@ -21,9 +22,19 @@ use crate::config::{EXAMPLE_TEXT, LrSchedule, RunConfig};
 use crate::epoch_log::EpochLog;
 use crate::progress::PlainProgress;
 use crate::run_dir::RunDir;
+use crate::strategy::{EarlyEnd, EpochSample, RunStrategy};
+
+/// How a training command ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Every epoch ran, or the time limit ended the run as asked.
+    Completed,
+    /// Ctrl-C (SIGINT) stopped it; the weights so far are saved.
+    Interrupted,
+}
 
 /// Trains as `args` say, saves the run directory, and prints a sample.
-pub fn train(args: &TrainArgs) -> Result<()> {
+pub fn train(args: &TrainArgs) -> Result<Finished> {
     let config = RunConfig::resolve(args.config.as_deref(), &args.sets)?;
     let run = RunDir::new(args.run.clone().unwrap_or_else(|| default_run_dir(args)));
     // Taken before anything in an existing directory changes; a new directory is locked as
@@ -80,6 +91,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
 
     let device = args.backend.device()?.autodiff();
+    let plain = args.no_tui || !std::io::stdout().is_terminal();
     device.seed(t.seed);
     let lm = config
         .model(vocab.len())
@@ -107,6 +119,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("training.lr_schedule = \"cosine\": {e}"))?,
     };
 
+    let g = &config.generate;
+    let sample = EpochSample {
+        prompt: vocab
+            .encode(&sample_prompt(&vocab, &g.prompt))
+            .expect("the prompt is in the vocabulary"),
+        vocab: vocab.clone(),
+        length: g.length,
+        sampling: config.sampling(),
+        path: run.samples_path(),
+        print: plain,
+    };
+    let (strategy, early_end) = RunStrategy::new(device.clone(), config.time_limit()?, sample);
+
     let mut training = SupervisedTraining::new(run.path(), train_loader, valid_loader)
         .metrics((
             LossMetric::new(),
@@ -117,10 +142,21 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         .with_default_checkpointers()
         .with_application_logger(None)
         .early_stopping(EpochLog::new(run.metrics_path()))
-        .num_epochs(t.epochs);
-    if args.no_tui || !std::io::stdout().is_terminal() {
+        .num_epochs(t.epochs)
+        .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)));
+    if plain {
         training = training.renderer(Box::new(PlainProgress::new()));
     }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let interrupter = training.interrupter();
+    let flag = interrupted.clone();
+    // Ctrl-C stops after the current step; the weights so far are saved below. (The dashboard
+    // reads Ctrl-C itself, as a key.)
+    ctrlc::set_handler(move || {
+        flag.store(true, Ordering::SeqCst);
+        interrupter.stop(Some("interrupted"));
+    })
+    .context("cannot install the Ctrl-C handler")?;
     if let Some(epoch) = resume_from {
         println!("resuming {} after epoch {epoch}", run.path().display());
         training = training.checkpoint(epoch);
@@ -130,18 +166,54 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(error) = result.error {
         bail!("training failed: {error}");
     }
+    let last_checkpoint = run.last_checkpoint();
+    let good = || match last_checkpoint {
+        Some(epoch) => format!(
+            "the checkpoint of epoch {epoch} is intact; continue with --resume --run {}",
+            run.path().display()
+        ),
+        None => "no epoch finished, so there is no checkpoint".to_string(),
+    };
+    match early_end.lock().expect("not poisoned").clone() {
+        Some(EarlyEnd::NonFiniteLoss { epoch, step, loss }) => bail!(
+            "training stopped: the loss became {loss} at step {step} (epoch {epoch}), so those weights were not kept; {} (a lower training.learning_rate or training.grad_clip_norm may help)",
+            good()
+        ),
+        Some(EarlyEnd::TimeLimit { epoch }) => {
+            println!(
+                "training.time_limit = {:?} reached in epoch {epoch}",
+                t.time_limit
+            )
+        }
+        None => {}
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        run.save_model(&result.model)?;
+        println!(
+            "interrupted: saved the weights so far to {}; {}",
+            run.model_path().display(),
+            good()
+        );
+        return Ok(Finished::Interrupted);
+    }
     let lm = best_epoch_model(&run, result.model)?;
     run.save_model(&lm)?;
     println!("saved {}", run.model_path().display());
 
-    let g = &config.generate;
     println!("sample (temperature {}, seed {}):", g.temperature, g.seed);
-    let prompt = if vocab.encode(&g.prompt).is_ok() {
-        g.prompt.clone()
+    let prompt = sample_prompt(&vocab, &g.prompt);
+    crate::generating::write_samples(&lm, &vocab, &prompt, g.length, 1, &config.sampling())?;
+    Ok(Finished::Completed)
+}
+
+/// The configured prompt, or the vocabulary's first character when the text lacks one of its
+/// characters.
+fn sample_prompt(vocab: &CharVocab, prompt: &str) -> String {
+    if vocab.encode(prompt).is_ok() {
+        prompt.to_string()
     } else {
         vocab.decode(&[0])
-    };
-    crate::generating::write_samples(&lm, &vocab, &prompt, g.length, 1, &config.sampling())
+    }
 }
 
 /// The weights of the epoch with the lowest validation loss (burn-train keeps that epoch's
@@ -204,10 +276,12 @@ fn prepare_run_dir(run: &RunDir, args: &TrainArgs) -> Result<Option<usize>> {
     Ok(None)
 }
 
-/// A resumed run keeps its saved configuration; only the epoch count may grow.
+/// A resumed run keeps its saved configuration; only the epoch count may grow, and a new
+/// time limit applies to the resumed part.
 fn resumed_config(run: &RunDir, requested: RunConfig) -> Result<RunConfig> {
     let mut saved = RunConfig::load(&run.config_path())?;
     saved.training.epochs = requested.training.epochs.max(saved.training.epochs);
+    saved.training.time_limit = requested.training.time_limit;
     Ok(saved)
 }
 

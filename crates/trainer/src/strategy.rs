@@ -1,0 +1,246 @@
+//! The training loop: burn-train's single-device epochs, with what long runs need on top.
+//!
+//! Per step it checks the loss is finite (a NaN or infinite loss stops the run before the
+//! optimizer applies it, so no checkpoint ever holds such weights) and the wall-time limit
+//! (`training.time_limit`: the epoch ends early, is validated and checkpointed). After every
+//! epoch it samples from the model into `samples.txt`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use burn::train::{
+    EventProcessorTraining, InferenceStep, Learner, LearnerEvent, SupervisedLearningStrategy,
+    SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, TrainingItem, ValidLoader,
+};
+use data::CharVocab;
+use model::{LstmLanguageModel, SamplingConfig};
+
+/// Why the loop ended before its last epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EarlyEnd {
+    /// `training.time_limit` was reached during this epoch.
+    TimeLimit { epoch: usize },
+    /// The loss of this step (counted from the start of the run) was not finite.
+    NonFiniteLoss {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+    },
+}
+
+/// The sample drawn after every epoch.
+#[derive(Debug, Clone)]
+pub struct EpochSample {
+    /// The vocabulary, to decode the sample.
+    pub vocab: CharVocab,
+    /// The prompt, encoded.
+    pub prompt: Vec<u32>,
+    /// Characters to sample.
+    pub length: usize,
+    /// Temperature, top-k, top-p and seed.
+    pub sampling: SamplingConfig,
+    /// `samples.txt` in the run directory.
+    pub path: PathBuf,
+    /// Print the sample too (off under the dashboard, which owns the terminal).
+    pub print: bool,
+}
+
+/// burn-train's single-device loop with the checks above.
+pub struct RunStrategy {
+    device: Device,
+    time_limit: Option<Duration>,
+    sample: EpochSample,
+    early_end: Arc<Mutex<Option<EarlyEnd>>>,
+}
+
+impl RunStrategy {
+    /// A loop on `device` (with autodiff) and a handle that says, after training, whether and
+    /// why it ended early.
+    pub fn new(
+        device: Device,
+        time_limit: Option<Duration>,
+        sample: EpochSample,
+    ) -> (Self, Arc<Mutex<Option<EarlyEnd>>>) {
+        let early_end = Arc::new(Mutex::new(None));
+        let strategy = Self {
+            device,
+            time_limit,
+            sample,
+            early_end: early_end.clone(),
+        };
+        (strategy, early_end)
+    }
+
+    fn end_early(&self, why: EarlyEnd) {
+        *self.early_end.lock().expect("not poisoned") = Some(why);
+    }
+
+    /// Samples from the model and adds it to `samples.txt` under its epoch (dropping entries
+    /// of this epoch and later that a resumed run redoes).
+    fn write_sample(&self, model: &LstmLanguageModel, epoch: usize) {
+        let s = &self.sample;
+        let mut text = s.vocab.decode(&s.prompt);
+        let drawn = model::generate(model, &s.prompt, 1, s.length, &s.sampling, |ids| {
+            text.push(
+                s.vocab
+                    .char(ids[0])
+                    .expect("model ids are in the vocabulary"),
+            );
+        });
+        if let Err(e) = drawn {
+            eprintln!("warning: no sample after epoch {epoch}: {e}");
+            return;
+        }
+        if s.print {
+            println!("sample after epoch {epoch}:\n{text}");
+        }
+        let heading = |e: usize| format!("=== epoch {e} ===");
+        let existing = std::fs::read_to_string(&s.path).unwrap_or_default();
+        let mut kept: String = existing
+            .split_inclusive('\n')
+            .scan(true, |keep, line| {
+                if let Some(e) = line
+                    .strip_prefix("=== epoch ")
+                    .and_then(|r| r.trim_end().strip_suffix(" ==="))
+                {
+                    *keep = e.parse::<usize>().is_ok_and(|e| e < epoch);
+                }
+                Some(keep.then_some(line))
+            })
+            .flatten()
+            .collect();
+        kept.push_str(&format!("{}\n{text}\n\n", heading(epoch)));
+        if let Err(e) = data::write_atomic(&s.path, kept.as_bytes()) {
+            eprintln!("warning: cannot write {}: {e}", s.path.display());
+        }
+    }
+}
+
+impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
+    fn fit(
+        &self,
+        components: TrainingComponents<LstmLanguageModel>,
+        mut learner: Learner<LstmLanguageModel>,
+        dataloader_train: TrainLoader<LstmLanguageModel>,
+        dataloader_valid: ValidLoader<LstmLanguageModel>,
+        starting_epoch: usize,
+    ) -> (
+        LstmLanguageModel,
+        SupervisedTrainingEventProcessor<LstmLanguageModel>,
+    ) {
+        let train = dataloader_train.to_device(&self.device);
+        let valid = dataloader_valid.to_device(&self.device.clone().inner());
+        learner.fork(&self.device);
+        let interrupter = components.interrupter;
+        let mut processor = components.event_processor;
+        let mut checkpointer = components.checkpointer;
+        let mut early_stopping = components.early_stopping;
+        let started = Instant::now();
+        let mut step = 0;
+
+        for epoch in starting_epoch..=components.num_epochs {
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::StartSplit {
+                epoch_number: epoch,
+                total_items: train.num_items(),
+            }));
+            let mut out_of_time = false;
+            let mut iterator = train.iter();
+            let mut iteration = 0;
+            while let Some(item) = iterator.next() {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        interrupter.fail(e);
+                        break;
+                    }
+                };
+                iteration += 1;
+                step += 1;
+                let progress = iterator.progress();
+                let output = learner.train_step(item);
+                let loss = output.item.loss.clone().into_scalar::<f64>();
+                if !loss.is_finite() {
+                    self.end_early(EarlyEnd::NonFiniteLoss { epoch, step, loss });
+                    interrupter.stop(Some("non-finite loss"));
+                    break;
+                }
+                learner.lr_step();
+                learner.optimizer_step(output.grads);
+                let item = TrainingItem::new(
+                    output.item,
+                    progress,
+                    Some(iteration),
+                    Some(learner.lr_current()),
+                );
+                interrupter
+                    .fail_on_error(processor.process_train(LearnerEvent::ProcessedItem(item)));
+                if interrupter.should_stop() {
+                    break;
+                }
+                if self
+                    .time_limit
+                    .is_some_and(|limit| started.elapsed() >= limit)
+                {
+                    out_of_time = true;
+                    break;
+                }
+            }
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::EndSplit(epoch)));
+            if interrupter.should_stop() {
+                break;
+            }
+
+            interrupter.fail_on_error(processor.process_valid(LearnerEvent::StartSplit {
+                epoch_number: epoch,
+                total_items: valid.num_items(),
+            }));
+            let model = learner.model().valid();
+            let mut iterator = valid.iter();
+            let mut iteration = 0;
+            while let Some(item) = iterator.next() {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        interrupter.fail(e);
+                        break;
+                    }
+                };
+                iteration += 1;
+                let progress = iterator.progress();
+                let item = TrainingItem::new(
+                    InferenceStep::step(&model, item),
+                    progress,
+                    Some(iteration),
+                    None,
+                );
+                interrupter
+                    .fail_on_error(processor.process_valid(LearnerEvent::ProcessedItem(item)));
+            }
+            interrupter.fail_on_error(processor.process_valid(LearnerEvent::EndSplit(epoch)));
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::EndEpoch(epoch)));
+            interrupter.fail_on_error(processor.flush());
+            if interrupter.should_stop() {
+                break;
+            }
+            if let Some(checkpointer) = &mut checkpointer {
+                checkpointer.checkpoint(&learner, epoch, &components.event_store);
+            }
+            // The epoch log (metrics.csv, curves.svg) rides on the early-stopping hook.
+            let stop = early_stopping
+                .as_mut()
+                .is_some_and(|s| s.should_stop(epoch, &components.event_store));
+            self.write_sample(&model, epoch);
+            if out_of_time {
+                self.end_early(EarlyEnd::TimeLimit { epoch });
+                break;
+            }
+            if stop {
+                break;
+            }
+        }
+        (learner.model(), processor)
+    }
+}
