@@ -16,15 +16,25 @@ pub struct TextWindow {
     pub target: Vec<u32>,
 }
 
-/// Every window of `seq_len + 1` tokens that starts at `range.start + k * stride` and ends
-/// inside `range`.
+/// Windows of `seq_len` input tokens (and the `seq_len` targets after them) inside `range`:
+/// sliding ([`TextWindows::new`]) or in contiguous streams ([`TextWindows::streams`]).
 #[derive(Debug, Clone)]
 pub struct TextWindows {
     tokens: Arc<[u32]>,
     range: Range<usize>,
     seq_len: usize,
-    stride: usize,
+    layout: Layout,
     len: usize,
+}
+
+/// Where window `index` starts.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// At `index * stride`.
+    Sliding { stride: usize },
+    /// Window `index` is batch `index / streams`, stream `index % streams`; stream `s` covers
+    /// `[s * stream_len, (s + 1) * stream_len)`.
+    Streams { streams: usize, stream_len: usize },
 }
 
 impl TextWindows {
@@ -62,8 +72,50 @@ impl TextWindows {
             tokens,
             range,
             seq_len,
-            stride,
+            layout: Layout::Sliding { stride },
             len,
+        })
+    }
+
+    /// Cuts `tokens[range]` into `streams` contiguous streams of equal length and each stream
+    /// into consecutive windows, ordered so that every `streams` consecutive items form a batch
+    /// whose row `s` continues row `s` of the batch before: what truncated backpropagation
+    /// through time needs (char-rnn's layout). Read it in order, `streams` at a time.
+    ///
+    /// # Panics
+    /// If `seq_len` or `streams` is zero or `range` lies outside `tokens`.
+    pub fn streams(
+        tokens: Arc<[u32]>,
+        range: Range<usize>,
+        seq_len: usize,
+        streams: usize,
+        part: &'static str,
+    ) -> Result<Self, DataError> {
+        assert!(
+            seq_len > 0 && streams > 0,
+            "seq_len and streams must be positive"
+        );
+        assert!(range.end <= tokens.len(), "range outside the text");
+        // Each stream needs one target past its last input.
+        let stream_len = range.len().saturating_sub(1) / streams;
+        let batches = stream_len / seq_len;
+        if batches == 0 {
+            return Err(DataError::TooShort {
+                part,
+                len: range.len(),
+                seq_len,
+                needed: streams * seq_len + 1,
+            });
+        }
+        Ok(Self {
+            tokens,
+            range,
+            seq_len,
+            layout: Layout::Streams {
+                streams,
+                stream_len,
+            },
+            len: batches * streams,
         })
     }
 
@@ -74,7 +126,14 @@ impl TextWindows {
 
     /// The token position where window `index` starts.
     pub fn start(&self, index: usize) -> usize {
-        self.range.start + index * self.stride
+        self.range.start
+            + match self.layout {
+                Layout::Sliding { stride } => index * stride,
+                Layout::Streams {
+                    streams,
+                    stream_len,
+                } => (index % streams) * stream_len + (index / streams) * self.seq_len,
+            }
     }
 }
 
@@ -128,6 +187,60 @@ mod tests {
             let last = windows.start(windows.len() - 1);
             assert!(last + 6 <= chars.len() && last + stride + 6 > chars.len());
         }
+    }
+
+    #[test]
+    fn stream_batches_continue_every_stream() {
+        let text: String = (0..1003)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let tokens = encoded(&text);
+        let (streams, seq_len) = (4, 10);
+        let windows = TextWindows::streams(
+            tokens.clone(),
+            0..tokens.len(),
+            seq_len,
+            streams,
+            "training",
+        )
+        .unwrap();
+        // (1003 - 1) / 4 = 250 tokens per stream, 25 windows each.
+        assert_eq!(windows.len(), 25 * streams);
+        for index in 0..windows.len() {
+            let (batch, stream) = (index / streams, index % streams);
+            let w = windows.get(index).unwrap();
+            let start = stream * 250 + batch * seq_len;
+            assert_eq!(w.input, tokens[start..start + seq_len], "window {index}");
+            assert_eq!(
+                w.target,
+                tokens[start + 1..start + seq_len + 1],
+                "window {index}"
+            );
+            if batch > 0 {
+                let before = windows.get(index - streams).unwrap();
+                // Row `stream` of this batch starts where the same row of the batch before ended.
+                assert_eq!(
+                    before.input.last().copied(),
+                    Some(tokens[start - 1]),
+                    "window {index}"
+                );
+                assert_eq!(
+                    before.target.last().copied(),
+                    w.input.first().copied(),
+                    "window {index}"
+                );
+            }
+        }
+        // The last target of the last stream is still inside the text.
+        let last = windows.get(windows.len() - 1).unwrap();
+        assert_eq!(
+            last.target.last().copied(),
+            Some(tokens[3 * 250 + 25 * seq_len])
+        );
+        assert!(matches!(
+            TextWindows::streams(tokens, 0..30, 10, 4, "training"),
+            Err(DataError::TooShort { needed: 41, .. })
+        ));
     }
 
     #[test]

@@ -53,6 +53,20 @@ pub struct DataSection {
     /// The last fraction of the text held out for validation, in [0, 1); 0 validates on the
     /// training text.
     pub valid_fraction: f64,
+    /// `windows` (shuffled sliding windows, each from a zero state, as the tutorial) or
+    /// `stream` (the text in `batch_size` contiguous streams read in order, the state carried
+    /// from batch to batch and reset each epoch: truncated backpropagation through time).
+    pub mode: DataMode,
+}
+
+/// How training reads the text.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataMode {
+    /// Shuffled sliding windows, each from a zero state.
+    Windows,
+    /// Contiguous streams, the state carried between batches.
+    Stream,
 }
 
 /// `[training]`.
@@ -129,6 +143,7 @@ impl Default for RunConfig {
                 seq_len: 50,
                 stride: 1,
                 valid_fraction: 0.0,
+                mode: DataMode::Windows,
             },
             training: TrainingSection {
                 batch_size: 32,

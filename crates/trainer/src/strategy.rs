@@ -3,7 +3,8 @@
 //! Per step it checks the loss is finite (a NaN or infinite loss stops the run before the
 //! optimizer applies it, so no checkpoint ever holds such weights) and the wall-time limit
 //! (`training.time_limit`: the epoch ends early, is validated and checkpointed). After every
-//! epoch it samples from the model into `samples.txt`.
+//! epoch it samples from the model into `samples.txt`. In stream mode it carries the LSTM
+//! state from batch to batch, detached, and resets it every epoch.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use burn::train::{
     SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, TrainingItem, ValidLoader,
 };
 use data::CharVocab;
-use model::{LstmLanguageModel, SamplingConfig};
+use model::{LstmLanguageModel, LstmState, SamplingConfig};
 
 /// Why the loop ended before its last epoch.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +53,8 @@ pub struct EpochSample {
 pub struct RunStrategy {
     device: Device,
     time_limit: Option<Duration>,
+    /// Carry the LSTM state from batch to batch (`data.mode = "stream"`).
+    stream: bool,
     sample: EpochSample,
     early_end: Arc<Mutex<Option<EarlyEnd>>>,
 }
@@ -62,12 +65,14 @@ impl RunStrategy {
     pub fn new(
         device: Device,
         time_limit: Option<Duration>,
+        stream: bool,
         sample: EpochSample,
     ) -> (Self, Arc<Mutex<Option<EarlyEnd>>>) {
         let early_end = Arc::new(Mutex::new(None));
         let strategy = Self {
             device,
             time_limit,
+            stream,
             sample,
             early_end: early_end.clone(),
         };
@@ -147,6 +152,8 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
                 total_items: train.num_items(),
             }));
             let mut out_of_time = false;
+            // In stream mode each epoch starts every stream from a zero state.
+            let mut carried: Option<Vec<LstmState>> = None;
             let mut iterator = train.iter();
             let mut iteration = 0;
             while let Some(item) = iterator.next() {
@@ -160,7 +167,13 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
                 iteration += 1;
                 step += 1;
                 let progress = iterator.progress();
-                let output = learner.train_step(item);
+                let output = if self.stream {
+                    let (output, last) = learner.model().stateful_step(item, carried.take());
+                    carried = Some(last);
+                    output
+                } else {
+                    learner.train_step(item)
+                };
                 let loss = output.item.loss.clone().into_scalar::<f64>();
                 if !loss.is_finite() {
                     self.end_early(EarlyEnd::NonFiniteLoss { epoch, step, loss });

@@ -18,7 +18,7 @@ use data::{CharVocab, TextSplit, TextWindows, WindowBatcher};
 use model::{LstmLanguageModel, TrainingOptions};
 
 use crate::cli::TrainArgs;
-use crate::config::{EXAMPLE_TEXT, LrSchedule, RunConfig};
+use crate::config::{DataMode, EXAMPLE_TEXT, LrSchedule, RunConfig};
 use crate::epoch_log::EpochLog;
 use crate::progress::PlainProgress;
 use crate::run_dir::RunDir;
@@ -58,13 +58,24 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
     let d = &config.data;
     let t = &config.training;
     let split = TextSplit::by_position(tokens.len(), d.valid_fraction);
-    let train_windows = TextWindows::new(
-        tokens.clone(),
-        split.train.clone(),
-        d.seq_len,
-        d.stride,
-        "training",
-    )?;
+    let stream = d.mode == DataMode::Stream;
+    let train_windows = if stream {
+        TextWindows::streams(
+            tokens.clone(),
+            split.train.clone(),
+            d.seq_len,
+            t.batch_size,
+            "training",
+        )?
+    } else {
+        TextWindows::new(
+            tokens.clone(),
+            split.train.clone(),
+            d.seq_len,
+            d.stride,
+            "training",
+        )?
+    };
     let valid_windows = if split.valid_is_train() {
         println!("data.valid_fraction = 0: validating on the training windows (no held-out text)");
         train_windows.clone()
@@ -99,11 +110,19 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
         .with_training_options(TrainingOptions {
             grad_clip_norm: (t.grad_clip_norm > 0.0).then_some(t.grad_clip_norm),
         });
-    let train_loader = DataLoaderBuilder::new(WindowBatcher)
-        .batch_size(t.batch_size)
-        .shuffle(t.seed)
-        .num_workers(t.num_workers)
-        .build(train_windows.clone());
+    let train_loader = if stream {
+        // In order, by one worker: each batch continues the one before, row by row.
+        DataLoaderBuilder::new(WindowBatcher)
+            .batch_size(t.batch_size)
+            .num_workers(1)
+            .build(train_windows.clone())
+    } else {
+        DataLoaderBuilder::new(WindowBatcher)
+            .batch_size(t.batch_size)
+            .shuffle(t.seed)
+            .num_workers(t.num_workers)
+            .build(train_windows.clone())
+    };
     let valid_loader = DataLoaderBuilder::new(WindowBatcher)
         .batch_size(t.batch_size)
         .num_workers(t.num_workers)
@@ -130,7 +149,8 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
         path: run.samples_path(),
         print: plain,
     };
-    let (strategy, early_end) = RunStrategy::new(device.clone(), config.time_limit()?, sample);
+    let (strategy, early_end) =
+        RunStrategy::new(device.clone(), config.time_limit()?, stream, sample);
 
     let mut training = SupervisedTraining::new(run.path(), train_loader, valid_loader)
         .metrics((

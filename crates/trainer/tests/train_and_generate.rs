@@ -132,3 +132,33 @@ fn bad_generate_requests_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn stream_mode_trains_with_the_state_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("stream");
+    let run_arg = run.to_str().unwrap();
+    success(&[
+        "--config",
+        "configs/smoke.toml",
+        "--run",
+        run_arg,
+        "--no-tui",
+        "--set",
+        "data.mode=\"stream\"",
+        "--set",
+        "training.batch_size=4",
+        "--set",
+        "training.epochs=20",
+    ]);
+    let chance = (vocab(&run).len() as f64).ln();
+    let rows = metrics(&run);
+    assert_eq!(rows.len(), 20);
+    let (_, last_train, _) = *rows.last().unwrap();
+    assert!(
+        last_train < 0.5 * chance,
+        "train loss {last_train} vs ln(V) {chance}: {rows:?}"
+    );
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("mode = \"stream\""), "{saved}");
+}
