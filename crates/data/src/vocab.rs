@@ -202,4 +202,23 @@ mod tests {
         assert_eq!(CharVocab::load(&path).unwrap(), vocab);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    proptest::proptest! {
+        /// Any Unicode text encodes and decodes back to itself, one id per character.
+        #[test]
+        fn any_text_round_trips(text in "\\PC{1,200}") {
+            let vocab = CharVocab::from_text(&text).unwrap();
+            let ids = vocab.encode(&text).unwrap();
+            proptest::prop_assert_eq!(ids.len(), text.chars().count());
+            proptest::prop_assert!(ids.iter().all(|&id| (id as usize) < vocab.len()));
+            proptest::prop_assert_eq!(vocab.decode(&ids), text);
+        }
+
+        /// Arbitrary bytes as a vocabulary file are an error or a vocabulary, never a panic.
+        #[test]
+        fn any_vocab_file_loads_or_fails_cleanly(json in "\\PC{0,80}") {
+            let _ = CharVocab::from_json(&json);
+            let _ = CharVocab::from_json(&format!("{{\"chars\":{json}}}"));
+        }
+    }
 }

@@ -275,4 +275,46 @@ mod tests {
         let err = TextWindows::new(tokens, 0..3, 3, 1, "validation").unwrap_err();
         assert!(err.to_string().contains("validation"), "{err}");
     }
+
+    proptest::proptest! {
+        /// Sliding windows are exactly the text's slices at every stride step, and the last one
+        /// is the last that fits.
+        #[test]
+        fn sliding_windows_cover_the_text_exactly(len in 2usize..300, seq_len in 1usize..40, stride in 1usize..20) {
+            proptest::prop_assume!(len > seq_len);
+            let tokens: Arc<[u32]> = (0..len as u32).collect();
+            let windows = TextWindows::new(tokens.clone(), 0..len, seq_len, stride, "training").unwrap();
+            for i in 0..windows.len() {
+                let w = windows.get(i).unwrap();
+                let s = i * stride;
+                proptest::prop_assert_eq!(&w.input[..], &tokens[s..s + seq_len]);
+                proptest::prop_assert_eq!(&w.target[..], &tokens[s + 1..s + seq_len + 1]);
+            }
+            let last = windows.start(windows.len() - 1);
+            proptest::prop_assert!(last + seq_len < len && last + stride + seq_len >= len);
+        }
+
+        /// Stream windows tile each stream without gaps or overlaps.
+        #[test]
+        fn stream_windows_tile_each_stream(len in 2usize..400, seq_len in 1usize..20, streams in 1usize..8) {
+            let tokens: Arc<[u32]> = (0..len as u32).collect();
+            let Ok(windows) = TextWindows::streams(tokens.clone(), 0..len, seq_len, streams, "training") else {
+                proptest::prop_assert!((len - 1) / streams < seq_len);
+                return Ok(());
+            };
+            let stream_len = (len - 1) / streams;
+            let mut covered = vec![0usize; len];
+            for i in 0..windows.len() {
+                let w = windows.get(i).unwrap();
+                let start = windows.start(i);
+                proptest::prop_assert_eq!(start / stream_len, i % streams, "window {} lies in its stream", i);
+                proptest::prop_assert_eq!(&w.input[..], &tokens[start..start + seq_len]);
+                for c in &mut covered[start..start + seq_len] {
+                    *c += 1;
+                }
+            }
+            proptest::prop_assert!(covered.iter().all(|&c| c <= 1), "no position twice");
+            proptest::prop_assert_eq!(covered.iter().sum::<usize>(), streams * (stream_len / seq_len) * seq_len);
+        }
+    }
 }

@@ -16,7 +16,8 @@ pub struct SamplingConfig {
     #[config(default = 0)]
     pub top_k: usize,
     /// Keep the smallest set of most likely tokens whose probabilities add up to at least
-    /// `top_p` (nucleus sampling), in `(0, 1]`; 1 keeps all.
+    /// `top_p` (nucleus sampling, after top-k and renormalized over what it kept, as Hugging
+    /// Face's samplers do), in `(0, 1]`; 1 keeps all.
     #[config(default = 1.0)]
     pub top_p: f64,
     /// The random seed: the same seed, model and prompt give the same text.
@@ -106,10 +107,12 @@ impl Sampler {
             self.top_k.min(logits.len())
         };
         if self.top_p < 1.0 {
+            // The nucleus of what top-k kept, renormalized (as Hugging Face's samplers do).
+            let top_k_mass: f64 = self.order[..keep].iter().map(|&id| probs[id as usize]).sum();
             let mut cumulative = 0.0;
             for (rank, &id) in self.order[..keep].iter().enumerate() {
                 cumulative += probs[id as usize];
-                if cumulative >= self.top_p {
+                if cumulative >= self.top_p * top_k_mass {
                     keep = rank + 1;
                     break;
                 }
@@ -211,5 +214,47 @@ mod tests {
         );
         assert!(SamplingConfig::new().with_top_p(0.0).validate().is_err());
         assert!(SamplingConfig::new().with_top_p(1.5).validate().is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever the logits and settings, the draw is a valid id, inside the top-k set and
+        /// inside the nucleus.
+        #[test]
+        fn draws_stay_in_the_vocabulary_and_the_kept_set(
+            logits in proptest::collection::vec(-20.0f32..20.0, 1..40),
+            top_k in 0usize..50,
+            top_p in 0.01f64..=1.0,
+            temperature in 0.0f64..3.0,
+            seed in 0u64..1000,
+        ) {
+            let config = SamplingConfig::new().with_top_k(top_k).with_top_p(top_p).with_temperature(temperature).with_seed(seed);
+            let mut sampler = config.init(0).unwrap();
+            let mut order: Vec<usize> = (0..logits.len()).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            // Ties at the cut may go either way: allow every id as likely as the k-th.
+            let k = if top_k == 0 { logits.len() } else { top_k.min(logits.len()) };
+            let kth = logits[order[k - 1]];
+            for _ in 0..20 {
+                let id = sampler.sample(&logits) as usize;
+                proptest::prop_assert!(id < logits.len());
+                proptest::prop_assert!(logits[id] >= kth, "id {} outside the top {}", id, k);
+                if temperature > 0.0 {
+                    // The nucleus: the most likely ids whose mass (within the top k, at this
+                    // temperature) first reaches top_p; ties at its edge allowed.
+                    let scaled: Vec<f64> = order[..k].iter().map(|&i| (logits[i] as f64 / temperature).exp()).collect();
+                    let total: f64 = scaled.iter().sum();
+                    let mut mass = 0.0;
+                    let mut edge = logits[order[0]];
+                    for (rank, p) in scaled.iter().enumerate() {
+                        mass += p / total;
+                        edge = logits[order[rank]];
+                        if mass >= top_p - 1e-6 {
+                            break;
+                        }
+                    }
+                    proptest::prop_assert!(logits[id] >= edge, "id {} outside the nucleus", id);
+                }
+            }
+        }
     }
 }

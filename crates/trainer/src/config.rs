@@ -512,4 +512,27 @@ mod tests {
         let file = write(&config.to_toml());
         assert_eq!(RunConfig::load(file.path()).unwrap(), config);
     }
+
+    proptest::proptest! {
+        /// Any text as a config file, and any `--set`, is a configuration or an error, never a
+        /// panic.
+        #[test]
+        fn any_config_text_resolves_or_fails_cleanly(text in "\\PC{0,200}", set in "\\PC{0,40}") {
+            let file = write(&text);
+            let _ = RunConfig::resolve(Some(file.path()), &[]);
+            let _ = RunConfig::resolve(None, &[set]);
+        }
+
+        /// Config-shaped text with arbitrary keys and values.
+        #[test]
+        fn any_key_and_value_resolves_or_fails_cleanly(
+            section in "(model|data|training|generate|[a-z]{1,8})",
+            key in "[a-z_]{1,16}",
+            value in "(-?[0-9]{1,12}(\\.[0-9]{1,6})?|\"[^\"\\\\]{0,10}\"|true|false|\\[\\]|nan|inf)",
+        ) {
+            let file = write(&format!("[{section}]\n{key} = {value}\n"));
+            let _ = RunConfig::resolve(Some(file.path()), &[]);
+            let _ = RunConfig::resolve(None, &[format!("{section}.{key}={value}")]);
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 mod backend;
 mod bench;
+mod checkpointer;
 mod cli;
 mod config;
 mod curves;

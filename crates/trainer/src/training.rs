@@ -17,6 +17,7 @@ use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use data::{CharVocab, TextSplit, TextWindows, WindowBatcher};
 use model::{LstmLanguageModel, TrainingOptions};
 
+use crate::checkpointer::AtomicCheckpointer;
 use crate::cli::TrainArgs;
 use crate::config::{DataMode, EXAMPLE_TEXT, LrSchedule, RunConfig};
 use crate::epoch_log::EpochLog;
@@ -159,7 +160,11 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
             PerplexityMetric::new(),
         ))
         .metric_train_numeric(LearningRateMetric::new())
-        .with_default_checkpointers()
+        .with_custom_checkpointers(
+            AtomicCheckpointer::new(run.checkpoint_dir(), "model"),
+            AtomicCheckpointer::new(run.checkpoint_dir(), "optim"),
+            AtomicCheckpointer::new(run.checkpoint_dir(), "scheduler"),
+        )
         .with_application_logger(None)
         .early_stopping(EpochLog::new(run.metrics_path()))
         .num_epochs(t.epochs)

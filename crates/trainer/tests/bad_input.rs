@@ -209,3 +209,45 @@ fn unavailable_backends_say_what_is_offered() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("flex") && err.contains("wgpu"), "{err:?}");
 }
+
+/// Damaged weights, whatever the damage, are a clear error and never a panic.
+#[test]
+fn damaged_weights_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("smoke");
+    let run_arg = run.to_str().unwrap();
+    success(&[
+        "--config",
+        "configs/smoke.toml",
+        "--run",
+        run_arg,
+        "--no-tui",
+        "--set",
+        "training.epochs=1",
+    ]);
+    let model = run.join("model.bpk");
+    let weights = std::fs::read(&model).unwrap();
+    let mut damaged: Vec<Vec<u8>> = (0..12)
+        .map(|k| weights[..weights.len() * k / 12].to_vec())
+        .collect();
+    // Flipped bytes across the header and into the data.
+    for offset in [0, 1, 4, 8, 9, 16, 31, 64, 100, 200, 300, weights.len() / 2] {
+        let mut bytes = weights.clone();
+        bytes[offset.min(weights.len() - 1)] ^= 0xff;
+        damaged.push(bytes);
+    }
+    for bytes in damaged {
+        std::fs::write(&model, &bytes).unwrap();
+        let out = common::trainer(&["generate", "--run", run_arg, "--length", "5"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked"),
+            "{} bytes: {stderr}",
+            bytes.len()
+        );
+        if !out.status.success() {
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(stderr.contains("model.bpk"), "{stderr}");
+        }
+    }
+}
