@@ -108,7 +108,10 @@ impl Sampler {
         };
         if self.top_p < 1.0 {
             // The nucleus of what top-k kept, renormalized (as Hugging Face's samplers do).
-            let top_k_mass: f64 = self.order[..keep].iter().map(|&id| probs[id as usize]).sum();
+            let top_k_mass: f64 = self.order[..keep]
+                .iter()
+                .map(|&id| probs[id as usize])
+                .sum();
             let mut cumulative = 0.0;
             for (rank, &id) in self.order[..keep].iter().enumerate() {
                 cumulative += probs[id as usize];

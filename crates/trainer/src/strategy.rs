@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::tensor::Device;
 use burn::train::{
-    EventProcessorTraining, InferenceStep, Learner, LearnerEvent, SupervisedLearningStrategy,
-    SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, TrainingItem, ValidLoader,
+    EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent,
+    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents,
+    TrainingError, TrainingItem, ValidLoader,
 };
 use data::CharVocab;
 use model::{LstmLanguageModel, LstmState, SamplingConfig};
@@ -124,6 +125,21 @@ impl RunStrategy {
     }
 }
 
+/// A batch from a data loader; a loading error fails the run and ends the split as the end
+/// of the data would.
+fn loaded<T, E: Into<TrainingError>>(
+    item: Option<Result<T, E>>,
+    interrupter: &Interrupter,
+) -> Option<T> {
+    match item? {
+        Ok(item) => Some(item),
+        Err(e) => {
+            interrupter.fail(e);
+            None
+        }
+    }
+}
+
 impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
     fn fit(
         &self,
@@ -156,14 +172,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             let mut carried: Option<Vec<LstmState>> = None;
             let mut iterator = train.iter();
             let mut iteration = 0;
-            while let Some(item) = iterator.next() {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(e) => {
-                        interrupter.fail(e);
-                        break;
-                    }
-                };
+            while let Some(item) = loaded(iterator.next(), &interrupter) {
                 iteration += 1;
                 step += 1;
                 let progress = iterator.progress();
@@ -213,14 +222,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             let model = learner.model().valid();
             let mut iterator = valid.iter();
             let mut iteration = 0;
-            while let Some(item) = iterator.next() {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(e) => {
-                        interrupter.fail(e);
-                        break;
-                    }
-                };
+            while let Some(item) = loaded(iterator.next(), &interrupter) {
                 iteration += 1;
                 let progress = iterator.progress();
                 let item = TrainingItem::new(

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{failure, success};
+use common::{failure, success, train_smoke};
 
 /// A run directory path inside `dir` that must not exist after a failed command.
 fn run_in(dir: &Path) -> String {
@@ -145,15 +145,7 @@ fn bad_runs_and_sampling_options_are_named_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("smoke");
     let run_arg = run.to_str().unwrap();
-    success(&[
-        "--config",
-        "configs/smoke.toml",
-        "--run",
-        run_arg,
-        "--no-tui",
-        "--set",
-        "training.epochs=1",
-    ]);
+    train_smoke(&run, &["--set", "training.epochs=1"]);
 
     for (flag, value, expected) in [
         ("--length", "0", "--length"),
@@ -216,15 +208,7 @@ fn damaged_weights_never_panic() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("smoke");
     let run_arg = run.to_str().unwrap();
-    success(&[
-        "--config",
-        "configs/smoke.toml",
-        "--run",
-        run_arg,
-        "--no-tui",
-        "--set",
-        "training.epochs=1",
-    ]);
+    train_smoke(&run, &["--set", "training.epochs=1"]);
     let model = run.join("model.bpk");
     let weights = std::fs::read(&model).unwrap();
     let mut damaged: Vec<Vec<u8>> = (0..12)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{metrics, root, success};
+use common::{metrics, root, success, train_smoke};
 
 #[test]
 fn the_best_epochs_weights_are_kept() {
@@ -11,17 +11,15 @@ fn the_best_epochs_weights_are_kept() {
     let run = dir.path().join("best");
     let run_arg = run.to_str().unwrap();
     // A high learning rate makes the validation loss wobble, so the best epoch is rarely the last.
-    success(&[
-        "--config",
-        "configs/smoke.toml",
-        "--run",
-        run_arg,
-        "--no-tui",
-        "--set",
-        "training.epochs=7",
-        "--set",
-        "training.learning_rate=0.1",
-    ]);
+    train_smoke(
+        &run,
+        &[
+            "--set",
+            "training.epochs=7",
+            "--set",
+            "training.learning_rate=0.1",
+        ],
+    );
     let rows = metrics(&run);
     let best: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();

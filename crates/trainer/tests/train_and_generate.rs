@@ -2,20 +2,14 @@
 
 mod common;
 
-use common::{failure, metrics, success, vocab};
+use common::{failure, metrics, success, train_smoke, vocab};
 
 #[test]
 fn smoke_config_trains_and_generates_reproducibly() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("smoke");
     let run_arg = run.to_str().unwrap();
-    let out = success(&[
-        "--config",
-        "configs/smoke.toml",
-        "--run",
-        run_arg,
-        "--no-tui",
-    ]);
+    let out = train_smoke(&run, &[]);
     assert!(out.contains("sample"), "{out}");
     for file in [
         "config.toml",
@@ -137,20 +131,17 @@ fn bad_generate_requests_are_clear_errors() {
 fn stream_mode_trains_with_the_state_carried() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("stream");
-    let run_arg = run.to_str().unwrap();
-    success(&[
-        "--config",
-        "configs/smoke.toml",
-        "--run",
-        run_arg,
-        "--no-tui",
-        "--set",
-        "data.mode=\"stream\"",
-        "--set",
-        "training.batch_size=4",
-        "--set",
-        "training.epochs=20",
-    ]);
+    train_smoke(
+        &run,
+        &[
+            "--set",
+            "data.mode=\"stream\"",
+            "--set",
+            "training.batch_size=4",
+            "--set",
+            "training.epochs=20",
+        ],
+    );
     let chance = (vocab(&run).len() as f64).ln();
     let rows = metrics(&run);
     assert_eq!(rows.len(), 20);

@@ -3,26 +3,24 @@
 
 mod common;
 
-use common::{metrics, success, vocab};
+use common::{metrics, success, train_smoke, vocab};
 
 #[test]
 fn wgpu_trains_and_generates_a_tiny_model() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("wgpu");
     let run_arg = run.to_str().unwrap();
-    success(&[
-        "--backend",
-        "wgpu",
-        "--config",
-        "configs/smoke.toml",
-        "--run",
-        run_arg,
-        "--no-tui",
-        "--set",
-        "training.epochs=3",
-        "--set",
-        "model.hidden_dim=32",
-    ]);
+    train_smoke(
+        &run,
+        &[
+            "--backend",
+            "wgpu",
+            "--set",
+            "training.epochs=3",
+            "--set",
+            "model.hidden_dim=32",
+        ],
+    );
     let rows = metrics(&run);
     assert_eq!(rows.len(), 3);
     assert!(rows[2].1 < rows[0].1, "loss falls on wgpu: {rows:?}");

@@ -35,6 +35,20 @@ pub fn success(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Trains `configs/smoke.toml` into `run` with plain progress and `extra` arguments (such as
+/// `--set key=value`); its stdout.
+pub fn train_smoke(run: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--config",
+        "configs/smoke.toml",
+        "--run",
+        run.to_str().unwrap(),
+        "--no-tui",
+    ];
+    args.extend_from_slice(extra);
+    success(&args)
+}
+
 /// Stderr of a run that must fail with exit code 2, checked to be one line.
 pub fn failure(args: &[&str]) -> String {
     let out = trainer(args);
