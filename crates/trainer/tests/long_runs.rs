@@ -7,23 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{failure, metrics, root, success};
+use common::{failure, metrics, root, smoke_args, train_smoke};
 
-fn smoke(run: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--config",
-        "configs/smoke.toml",
-        "--run",
-        run.to_str().unwrap(),
-        "--no-tui",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-fn spawn(args: &[String]) -> Child {
+fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(args)
         .current_dir(root())
@@ -55,6 +41,15 @@ fn wait_for_epochs(run: &Path, epochs: usize, child: &mut Child) {
     panic!("no {epochs} epochs within two minutes");
 }
 
+/// The epoch a `--resume` run says it continues after ("resuming DIR after epoch N").
+fn resumed_after(out: &str) -> usize {
+    out.split("after epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no \"resuming ... after epoch N\" in {out}"))
+}
+
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
@@ -68,19 +63,14 @@ fn time_limit_stops_the_run_and_keeps_the_best_weights() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("timed");
     let started = Instant::now();
-    let out = success(
-        &smoke(
-            &run,
-            &[
-                "--set",
-                "training.epochs=100000",
-                "--set",
-                "training.time_limit=2s",
-            ],
-        )
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
+    let out = train_smoke(
+        &run,
+        &[
+            "--set",
+            "training.epochs=100000",
+            "--set",
+            "training.time_limit=2s",
+        ],
     );
     assert!(
         started.elapsed() < Duration::from_secs(60),
@@ -99,11 +89,10 @@ fn time_limit_stops_the_run_and_keeps_the_best_weights() {
 fn every_epoch_adds_a_sample() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("sampled");
-    let args = smoke(
+    let out = train_smoke(
         &run,
         &["--set", "training.epochs=3", "--set", "generate.length=40"],
     );
-    let out = success(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.contains("sample after epoch 3"), "{out}");
     let samples = std::fs::read_to_string(run.join("samples.txt")).unwrap();
     for epoch in 1..=3 {
@@ -124,7 +113,7 @@ fn every_epoch_adds_a_sample() {
 fn a_diverging_loss_stops_the_run_without_keeping_its_weights() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("diverging");
-    let args = smoke(
+    let err = failure(&smoke_args(
         &run,
         &[
             "--set",
@@ -132,8 +121,7 @@ fn a_diverging_loss_stops_the_run_without_keeping_its_weights() {
             "--set",
             "training.grad_clip_norm=0",
         ],
-    );
-    let err = failure(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ));
     assert!(err.contains("loss became") && err.contains("step"), "{err}");
     assert!(
         !run.join("model.bpk").exists(),
@@ -145,7 +133,7 @@ fn a_diverging_loss_stops_the_run_without_keeping_its_weights() {
 fn ctrl_c_saves_the_weights_and_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("interrupted");
-    let mut child = spawn(&smoke(&run, &["--set", "training.epochs=100000"]));
+    let mut child = spawn(&smoke_args(&run, &["--set", "training.epochs=100000"]));
     wait_for_epochs(&run, 2, &mut child);
     signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
@@ -159,13 +147,12 @@ fn ctrl_c_saves_the_weights_and_resume_continues() {
     assert!(stdout.contains("--resume"), "{stdout}");
     assert!(run.join("model.bpk").exists() && !run.join("train.lock").exists());
 
-    let before = metrics(&run).len();
-    let args = smoke(&run, &["--resume", "--set", "training.time_limit=1s"]);
-    let out = success(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.contains("resuming"), "{out}");
+    let out = train_smoke(&run, &["--resume", "--set", "training.time_limit=1s"]);
+    let resumed_after = resumed_after(&out);
+    assert!(resumed_after >= 2, "{out}");
     let rows = metrics(&run);
     assert!(
-        rows.len() > before.min(2),
+        rows.last().unwrap().0 > resumed_after,
         "the resumed run adds epochs: {rows:?}"
     );
     let epochs: Vec<usize> = rows.iter().map(|r| r.0).collect();
@@ -179,7 +166,7 @@ fn ctrl_c_saves_the_weights_and_resume_continues() {
 fn kill_9_mid_run_resumes_from_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("killed");
-    let mut child = spawn(&smoke(&run, &["--set", "training.epochs=100000"]));
+    let mut child = spawn(&smoke_args(&run, &["--set", "training.epochs=100000"]));
     wait_for_epochs(&run, 2, &mut child);
     signal(&child, "KILL");
     child.wait().unwrap();
@@ -188,14 +175,8 @@ fn kill_9_mid_run_resumes_from_the_last_checkpoint() {
         "a killed process leaves its lock"
     );
 
-    let args = smoke(&run, &["--resume", "--set", "training.time_limit=1s"]);
-    let out = success(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let resumed_after: usize = out
-        .split("after epoch ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{out}"));
+    let out = train_smoke(&run, &["--resume", "--set", "training.time_limit=1s"]);
+    let resumed_after = resumed_after(&out);
     assert!(resumed_after >= 2, "{out}");
     let epochs: Vec<usize> = metrics(&run).iter().map(|r| r.0).collect();
     assert!(

@@ -3,25 +3,13 @@
 
 mod common;
 
-use common::{failure, success};
+use common::{failure, smoke_args, success};
 
 #[test]
 fn a_live_lock_refuses_and_a_stale_one_is_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("locked");
-    let run_arg = run.to_str().unwrap();
-    let train = |extra: &'static str| {
-        vec![
-            "--config",
-            "configs/smoke.toml",
-            "--run",
-            run_arg,
-            "--no-tui",
-            "--set",
-            "training.epochs=1",
-            extra,
-        ]
-    };
+    let train = |extra: &'static str| smoke_args(&run, &["--set", "training.epochs=1", extra]);
     success(&train("--force"));
     assert!(
         !run.join("train.lock").exists(),

@@ -35,9 +35,9 @@ pub fn success(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Trains `configs/smoke.toml` into `run` with plain progress and `extra` arguments (such as
-/// `--set key=value`); its stdout.
-pub fn train_smoke(run: &Path, extra: &[&str]) -> String {
+/// The arguments that train `configs/smoke.toml` into `run` with plain progress, then `extra`
+/// (such as `--set key=value`).
+pub fn smoke_args<'a>(run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--config",
         "configs/smoke.toml",
@@ -46,7 +46,12 @@ pub fn train_smoke(run: &Path, extra: &[&str]) -> String {
         "--no-tui",
     ];
     args.extend_from_slice(extra);
-    success(&args)
+    args
+}
+
+/// Trains `configs/smoke.toml` into `run` (see [`smoke_args`]); its stdout.
+pub fn train_smoke(run: &Path, extra: &[&str]) -> String {
+    success(&smoke_args(run, extra))
 }
 
 /// Stderr of a run that must fail with exit code 2, checked to be one line.
