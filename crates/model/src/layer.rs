@@ -112,20 +112,50 @@ impl Lstm {
         state: Option<Vec<LstmState>>,
         implementation: LstmImplementation,
     ) -> (Tensor<3>, Vec<LstmState>) {
-        let [batch_size, _, _] = input.dims();
-        let device = input.device();
+        let [batch_size, seq_len, input_size] = input.dims();
+        let projected = self.layers[0]
+            .input_projection(input.reshape([batch_size * seq_len, input_size]))
+            .reshape([batch_size, seq_len, 4 * self.hidden_size()]);
+        self.forward_projected_with(projected, state, implementation)
+    }
+
+    /// [`Lstm::forward`] from the bottom layer's input projection
+    /// ([`LstmCell::input_projection`] of every step), `[batch_size, seq_len, 4 * hidden_size]`,
+    /// for callers that can compute it more cheaply than one product per step (a language
+    /// model projects its embedding table once and looks the rows up).
+    pub fn forward_projected(
+        &self,
+        projected: Tensor<3>,
+        state: Option<Vec<LstmState>>,
+    ) -> (Tensor<3>, Vec<LstmState>) {
+        self.forward_projected_with(projected, state, self.implementation)
+    }
+
+    fn forward_projected_with(
+        &self,
+        projected: Tensor<3>,
+        state: Option<Vec<LstmState>>,
+        implementation: LstmImplementation,
+    ) -> (Tensor<3>, Vec<LstmState>) {
+        let [batch_size, seq_len, _] = projected.dims();
+        assert!(seq_len > 0, "an LSTM needs at least one time step");
+        let device = projected.device();
         let states = state.unwrap_or_else(|| {
             let zero = LstmState::zeros(batch_size, self.hidden_size(), &device);
             vec![zero; self.layers.len()]
         });
         assert_eq!(states.len(), self.layers.len(), "one state per layer");
-        let mut x = input;
         let mut finals = Vec::with_capacity(self.layers.len());
-        for (index, (layer, state)) in self.layers.iter().zip(states).enumerate() {
-            if index > 0 {
-                x = self.dropout.forward(x);
-            }
-            let (output, last) = layer_sequence(layer, x, state, implementation);
+        let mut layers = self.layers.iter().zip(states);
+        let (bottom, state) = layers.next().expect("at least one layer");
+        let (mut x, last) = recurrence(bottom, projected, state, implementation);
+        finals.push(last);
+        for (layer, state) in layers {
+            let below = self.dropout.forward(x);
+            let projected = layer
+                .input_projection(below.reshape([batch_size * seq_len, self.hidden_size()]))
+                .reshape([batch_size, seq_len, 4 * self.hidden_size()]);
+            let (output, last) = recurrence(layer, projected, state, implementation);
             x = output;
             finals.push(last);
         }
@@ -133,20 +163,16 @@ impl Lstm {
     }
 }
 
-/// One layer over a sequence: the input projection of every step in one matrix product, then
-/// the time loop with one `[batch, hidden] x [hidden, 4 hidden]` product per step, fused into
-/// one op where the backend allows.
-fn layer_sequence(
+/// One layer's time loop from its input projection, `[batch, seq_len, 4 hidden]`: one
+/// `[batch, hidden] x [hidden, 4 hidden]` product per step, fused into one op where the backend
+/// allows.
+fn recurrence(
     layer: &LstmCell,
-    input: Tensor<3>,
+    projected: Tensor<3>,
     state: LstmState,
     implementation: LstmImplementation,
 ) -> (Tensor<3>, LstmState) {
-    let [batch_size, seq_len, input_size] = input.dims();
-    assert!(seq_len > 0, "an LSTM needs at least one time step");
-    let projected = layer
-        .input_projection(input.reshape([batch_size * seq_len, input_size]))
-        .reshape([batch_size, seq_len, 4 * layer.hidden_size()]);
+    let seq_len = projected.dims()[1];
     if implementation == LstmImplementation::Auto
         && let Some(packed) = fused_recurrence(
             &projected,

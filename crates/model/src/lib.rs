@@ -4,8 +4,10 @@
 mod batch;
 mod cell;
 mod evaluation;
+mod flex_op;
 mod generation;
 mod layer;
+mod matmul;
 mod model;
 mod recurrence;
 mod sampling;

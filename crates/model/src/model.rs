@@ -6,7 +6,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::layer::{Lstm, LstmConfig};
+use crate::layer::{Lstm, LstmConfig, LstmImplementation};
 use crate::state::LstmState;
 use crate::train::TrainingOptions;
 
@@ -97,8 +97,22 @@ impl LstmLanguageModel {
         inputs: Tensor<2, Int>,
         state: Option<Vec<LstmState>>,
     ) -> (Tensor<3>, Vec<LstmState>) {
-        let embedded = self.embedding.forward(inputs);
-        let (hidden, state) = self.lstm.forward(embedded, state);
+        let [batch_size, seq_len] = inputs.dims();
+        let (hidden, state) = if self.lstm.implementation == LstmImplementation::Auto
+            && self.vocab_size() < batch_size * seq_len
+        {
+            // Each row of the bottom layer's input projection is that of one of `vocab_size`
+            // embeddings: projecting the embedding table once and looking rows up gives the
+            // same values and skips that layer's input products, forward and backward.
+            let bottom = &self.lstm.layers[0];
+            let table = bottom.input_projection(self.embedding.weight.val());
+            let projected = table
+                .select(0, inputs.reshape([batch_size * seq_len]))
+                .reshape([batch_size, seq_len, 4 * bottom.hidden_size()]);
+            self.lstm.forward_projected(projected, state)
+        } else {
+            self.lstm.forward(self.embedding.forward(inputs), state)
+        };
         (self.output.forward(hidden), state)
     }
 

@@ -8,18 +8,11 @@
 //! The input projection stays an ordinary Burn op, so autodiff carries the gradient on to
 //! `W_ih`, the biases and the layer's input.
 
-use std::sync::Arc;
-
-use burn::backend::Flex;
-use burn::backend::autodiff::Autodiff;
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::FlexTensor;
-use burn::tensor::{Tensor, TensorData};
-use gemm::Parallelism;
+use burn::tensor::Tensor;
 use rayon::prelude::*;
+
+use crate::flex_op::{self, FlexOp};
+use crate::matmul::{Operand, Rhs, matmul};
 
 /// The sizes of one recurrence.
 #[derive(Debug, Clone, Copy)]
@@ -49,168 +42,50 @@ pub(crate) fn fused_recurrence(
         steps,
         hidden: gates / 4,
     };
-    if projected.device().is_autodiff() {
-        let p = projected
-            .clone()
-            .try_into_primitive::<Autodiff<Flex>>()
-            .ok()?;
-        let w = weight_hh
-            .clone()
-            .autodiff()
-            .try_into_primitive::<Autodiff<Flex>>()
-            .ok()?;
-        let h = h0
-            .clone()
-            .autodiff()
-            .try_into_primitive::<Autodiff<Flex>>()
-            .ok()?;
-        let c = c0
-            .clone()
-            .autodiff()
-            .try_into_primitive::<Autodiff<Flex>>()
-            .ok()?;
-        let state =
-            RecurrenceBackward.prepare::<NoCheckpointing>([p.node(), w.node(), h.node(), c.node()]);
-        let out = match state.compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (weight, h0, c0) = (
-                    w.primitive().clone(),
-                    h.primitive().clone(),
-                    c.primitive().clone(),
-                );
-                let forward = forward(p.primitive(), &weight, &h0, &c0, dims);
-                let output = flex(forward.output.clone(), [batch, steps + 1, dims.hidden]);
-                let cache = Cache {
-                    dims,
-                    weight,
-                    h0,
-                    c0,
-                    forward,
-                };
-                prep.finish(Arc::new(cache), output)
-            }
-            OpsKind::UnTracked(prep) => {
-                let forward = forward(
-                    p.primitive(),
-                    w.primitive(),
-                    h.primitive(),
-                    c.primitive(),
-                    dims,
-                );
-                prep.finish(flex(forward.output, [batch, steps + 1, dims.hidden]))
-            }
-        };
-        Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
-    } else {
-        let p = projected.clone().try_into_primitive::<Flex>().ok()?;
-        let w = weight_hh.clone().try_into_primitive::<Flex>().ok()?;
-        let h = h0.clone().try_into_primitive::<Flex>().ok()?;
-        let c = c0.clone().try_into_primitive::<Flex>().ok()?;
-        let forward = forward(&p, &w, &h, &c, dims);
-        Some(Tensor::from_primitive::<Flex>(flex(
-            forward.output,
-            [batch, steps + 1, dims.hidden],
-        )))
-    }
+    let inputs = [
+        flex_op::flatten(projected),
+        flex_op::flatten(weight_hh),
+        flex_op::flatten(h0),
+        flex_op::flatten(c0),
+    ];
+    let output = flex_op::run(Recurrence(dims), inputs)?;
+    Some(output.reshape([batch, steps + 1, dims.hidden]))
 }
 
-/// A float tensor on flex from a row-major buffer.
-fn flex<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
+/// The recurrence of one layer over a sequence: inputs `projected`, `W_hh`, `h_0`, `c_0`.
+#[derive(Debug)]
+struct Recurrence(Dims);
 
-/// A contiguous f32 view of a flex tensor, copying only when its layout needs it.
-fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match tensor.as_slice::<f32>() {
-        Some(slice) => std::borrow::Cow::Borrowed(slice),
-        None => std::borrow::Cow::Owned(
-            tensor
-                .to_contiguous()
-                .as_slice::<f32>()
-                .expect("an f32 tensor")
-                .to_vec(),
-        ),
-    }
-}
-
-/// What the forward computed.
-struct ForwardPass {
-    /// `[batch, steps + 1, hidden]`: `h_1 .. h_T`, then `c_T`.
-    output: Vec<f32>,
+/// What the backward needs from the forward besides its output.
+struct Activations {
     /// Gate activations `i, f, g, o`, `[batch, steps, 4 * hidden]`.
     gates: Vec<f32>,
     /// Cell states `c_1 .. c_T`, `[batch, steps, hidden]`.
     cells: Vec<f32>,
 }
 
-/// What the backward needs from the forward.
-struct Cache {
-    dims: Dims,
-    weight: FlexTensor,
-    h0: FlexTensor,
-    c0: FlexTensor,
-    forward: ForwardPass,
-}
+impl FlexOp<4> for Recurrence {
+    type Saved = Activations;
 
-impl std::fmt::Debug for Cache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LstmRecurrenceCache({:?})", self.dims)
+    fn forward(&self, [projected, weight, h0, c0]: [&[f32]; 4]) -> (Vec<f32>, Activations) {
+        forward(projected, weight, h0, c0, self.0)
+    }
+
+    fn backward(
+        &self,
+        [_, weight, h0, c0]: [&[f32]; 4],
+        output: &[f32],
+        saved: &Activations,
+        d_output: &[f32],
+    ) -> [Vec<f32>; 4] {
+        backward(self.0, weight, h0, c0, output, saved, d_output)
     }
 }
-
-/// Parallel matrix products only pay off above this many multiply-adds (flex's own threshold).
-const PARALLEL_WORK: usize = 192 * 192 * 192;
 
 /// The batch rows each worker thread takes. The rows of an LSTM never interact, so each block
 /// runs its whole time loop on its own, with no synchronisation per step.
 fn rows_per_block(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().clamp(1, batch.max(1)))
-}
-
-/// Row-major `dst[m, n] (+)= lhs[m, k] * rhs[k, n]`, each operand given by its row and column
-/// strides.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[f32],
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-    rhs_cs: usize,
-    (m, n, k): (usize, usize, usize),
-    parallelism: Parallelism,
-) {
-    assert!(m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len());
-    assert!(m == 0 || k == 0 || (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
-    assert!(k == 0 || n == 0 || (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
-    // SAFETY: the asserts above keep every element gemm touches inside the three slices, and
-    // `dst` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }
 
 /// `e^x` in plain arithmetic that the compiler vectorizes (libm's `expf` is a call per
@@ -278,14 +153,14 @@ fn cell_update(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) 
     }
 }
 
+/// Returns `[batch, steps + 1, hidden]` (`h_1 .. h_T`, then `c_T`) and the activations.
 fn forward(
-    projected: &FlexTensor,
-    weight: &FlexTensor,
-    h0: &FlexTensor,
-    c0: &FlexTensor,
+    projected: &[f32],
+    weight: &[f32],
+    h0: &[f32],
+    c0: &[f32],
     d: Dims,
-) -> ForwardPass {
-    let (weight, h0, c0) = (values(weight), values(h0), values(c0));
+) -> (Vec<f32>, Activations) {
     let Dims {
         batch,
         steps,
@@ -295,8 +170,15 @@ fn forward(
     let mut output = vec![0.0f32; batch * out_rs];
     // Starts as the input projections, `[batch, steps, 4 * hidden]` like them, and becomes the
     // gate activations.
-    let mut gates = values(projected).into_owned();
+    let mut gates = projected.to_vec();
     let mut cells = vec![0.0f32; batch * steps * hidden];
+    // `W_hh^T`, `[hidden, 4 * hidden]`, packed once for every step.
+    let weight_t = Operand::transposed(weight, hidden, 4 * hidden, hidden);
+    let weight_t = if steps > 1 {
+        Rhs::packed(weight_t)
+    } else {
+        Rhs::plain(weight_t)
+    };
     let rows = rows_per_block(batch);
     output
         .par_chunks_mut(rows * out_rs)
@@ -307,19 +189,15 @@ fn forward(
                 .zip(c0.par_chunks(rows * hidden)),
         )
         .for_each(|(((output, gates), cells), (h0, c0))| {
-            forward_rows(&weight, h0, c0, output, gates, cells, steps, hidden)
+            forward_rows(&weight_t, h0, c0, output, gates, cells, steps, hidden)
         });
-    ForwardPass {
-        output,
-        gates,
-        cells,
-    }
+    (output, Activations { gates, cells })
 }
 
 /// The forward of a block of batch rows over every step.
 #[allow(clippy::too_many_arguments)]
 fn forward_rows(
-    weight: &[f32],
+    weight_t: &Rhs<'_>,
     h0: &[f32],
     c0: &[f32],
     output: &mut [f32],
@@ -342,14 +220,9 @@ fn forward_rows(
             &mut gates[t * g4..],
             steps * g4,
             true,
-            h_prev,
-            h_rs,
-            1,
-            weight,
-            1,
-            hidden,
-            (rows, g4, hidden),
-            Parallelism::None,
+            Operand::rows(h_prev, rows, hidden, h_rs),
+            weight_t,
+            false,
         );
         for b in 0..rows {
             let (before, after) = cells.split_at_mut((b * steps + t) * hidden);
@@ -369,31 +242,34 @@ fn forward_rows(
     }
 }
 
-/// Gradients of the recurrence's four inputs.
-struct BackwardPass {
-    projected: Vec<f32>,
-    weight: Vec<f32>,
-    h0: Vec<f32>,
-    c0: Vec<f32>,
-}
-
-fn backward(cache: &Cache, d_output: &[f32]) -> BackwardPass {
+/// The gradients of `projected`, `W_hh`, `h_0` and `c_0`.
+fn backward(
+    dims: Dims,
+    weight: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    output: &[f32],
+    saved: &Activations,
+    d_output: &[f32],
+) -> [Vec<f32>; 4] {
     let Dims {
         batch,
         steps,
         hidden,
-    } = cache.dims;
-    let (weight, h0, c0) = (values(&cache.weight), values(&cache.h0), values(&cache.c0));
-    let ForwardPass {
-        output,
-        gates,
-        cells,
-    } = &cache.forward;
+    } = dims;
+    let Activations { gates, cells } = saved;
     let g4 = 4 * hidden;
     let out_rs = (steps + 1) * hidden;
     let mut d_projected = vec![0.0f32; batch * steps * g4];
     let mut dh = vec![0.0f32; batch * hidden];
     let mut dc = vec![0.0f32; batch * hidden];
+    // `W_hh`, `[4 * hidden, hidden]`, packed once for every step.
+    let weight = Operand::rows(weight, g4, hidden, hidden);
+    let weight = if steps > 1 {
+        Rhs::packed(weight)
+    } else {
+        Rhs::plain(weight)
+    };
     let rows = rows_per_block(batch);
     d_projected
         .par_chunks_mut(rows * steps * g4)
@@ -437,37 +313,22 @@ fn backward(cache: &Cache, d_output: &[f32]) -> BackwardPass {
     }
     // dW_hh = dA^T H_prev, over all (b, t) at once.
     let mut d_weight = vec![0.0f32; g4 * hidden];
-    let parallelism = if g4 * hidden * batch * steps >= PARALLEL_WORK {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    };
     matmul(
         &mut d_weight,
         hidden,
         false,
-        &d_projected,
-        1,
-        g4,
-        &h_prev,
-        hidden,
-        1,
-        (g4, hidden, batch * steps),
-        parallelism,
+        Operand::transposed(&d_projected, g4, batch * steps, g4),
+        &Rhs::packed(Operand::rows(&h_prev, batch * steps, hidden, hidden)),
+        true,
     );
-    BackwardPass {
-        projected: d_projected,
-        weight: d_weight,
-        h0: dh,
-        c0: dc,
-    }
+    [d_projected, d_weight, dh, dc]
 }
 
 /// Backpropagation through time for a block of batch rows. `dh` and `dc` come in as zeros and
 /// leave as the gradients of `h_0` and `c_0`.
 #[allow(clippy::too_many_arguments)]
 fn backward_rows(
-    weight: &[f32],
+    weight: &Rhs<'_>,
     gates: &[f32],
     cells: &[f32],
     c0: &[f32],
@@ -521,52 +382,10 @@ fn backward_rows(
             dh,
             hidden,
             false,
-            &d_projected[t * g4..],
-            steps * g4,
-            1,
+            Operand::rows(&d_projected[t * g4..], rows, g4, steps * g4),
             weight,
-            hidden,
-            1,
-            (rows, hidden, g4),
-            Parallelism::None,
+            false,
         );
-    }
-}
-
-/// The autodiff node of the fused recurrence.
-#[derive(Debug)]
-struct RecurrenceBackward;
-
-impl Backward<Flex, 4> for RecurrenceBackward {
-    type State = Arc<Cache>;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 4>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let d_output = grads.consume::<Flex>(&ops.node);
-        let cache = ops.state;
-        let Dims {
-            batch,
-            steps,
-            hidden,
-        } = cache.dims;
-        let result = backward(&cache, &values(&d_output));
-        let [projected, weight, h0, c0] = ops.parents;
-        if let Some(node) = projected {
-            grads.register::<Flex>(node.id, flex(result.projected, [batch, steps, 4 * hidden]));
-        }
-        if let Some(node) = weight {
-            grads.register::<Flex>(node.id, flex(result.weight, [4 * hidden, hidden]));
-        }
-        if let Some(node) = h0 {
-            grads.register::<Flex>(node.id, flex(result.h0, [batch, hidden]));
-        }
-        if let Some(node) = c0 {
-            grads.register::<Flex>(node.id, flex(result.c0, [batch, hidden]));
-        }
     }
 }
 

@@ -1,0 +1,154 @@
+//! Ops with their own forward and backward on Burn's flex CPU backend, with or without autodiff.
+//!
+//! An op sees its inputs and output as flat `f32` slices; callers flatten tensors before and
+//! reshape after, so one adapter serves ops of every rank.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use burn::backend::Flex;
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{Tensor, TensorData};
+
+/// An op on flat `f32` buffers.
+pub(crate) trait FlexOp<const N: usize>:
+    Send + Sync + std::fmt::Debug + Sized + 'static
+{
+    /// What the backward needs from the forward besides the inputs and the output.
+    type Saved: Send + Sync + 'static;
+
+    /// The output, and what the backward needs.
+    fn forward(&self, inputs: [&[f32]; N]) -> (Vec<f32>, Self::Saved);
+
+    /// The gradient of every input, from the gradient of the output.
+    fn backward(
+        &self,
+        inputs: [&[f32]; N],
+        output: &[f32],
+        saved: &Self::Saved,
+        d_output: &[f32],
+    ) -> [Vec<f32>; N];
+}
+
+/// `tensor` as one dimension, for [`run`].
+pub(crate) fn flatten<const D: usize>(tensor: &Tensor<D>) -> Tensor<1> {
+    tensor.clone().reshape([tensor.shape().num_elements()])
+}
+
+/// Runs `op` on flat tensors that live on flex (with or without autodiff, without gradient
+/// checkpointing); `None` on any other backend.
+pub(crate) fn run<const N: usize, O: FlexOp<N>>(
+    op: O,
+    inputs: [Tensor<1>; N],
+) -> Option<Tensor<1>> {
+    if inputs[0].device().is_autodiff() {
+        let inputs = inputs.map(|t| t.autodiff().try_into_primitive::<Autodiff<Flex>>().ok());
+        if inputs.iter().any(Option::is_none) {
+            return None;
+        }
+        let inputs = inputs.map(|t| t.expect("checked above"));
+        let prep =
+            Node::<O>(PhantomData).prepare::<NoCheckpointing>(inputs.each_ref().map(|t| t.node()));
+        let primitives = inputs.each_ref().map(|t| t.primitive().clone());
+        let out = match prep.compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (output, saved) = forward(&op, &primitives);
+                let cache = Cache {
+                    op,
+                    inputs: primitives,
+                    output: output.clone(),
+                    saved,
+                };
+                prep.finish(Arc::new(cache), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(&op, &primitives).0),
+        };
+        Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+    } else {
+        let inputs = inputs.map(|t| t.try_into_primitive::<Flex>().ok());
+        if inputs.iter().any(Option::is_none) {
+            return None;
+        }
+        let inputs = inputs.map(|t| t.expect("checked above"));
+        Some(Tensor::from_primitive::<Flex>(forward(&op, &inputs).0))
+    }
+}
+
+fn forward<const N: usize, O: FlexOp<N>>(
+    op: &O,
+    inputs: &[FlexTensor; N],
+) -> (FlexTensor, O::Saved) {
+    let values = inputs.each_ref().map(values);
+    let (output, saved) = op.forward(values.each_ref().map(|v| v.as_ref()));
+    (flat(output), saved)
+}
+
+/// A flat float tensor on flex.
+fn flat(values: Vec<f32>) -> FlexTensor {
+    let len = values.len();
+    FlexTensor::from_data(TensorData::new(values, [len]))
+}
+
+/// A contiguous f32 view of a flex tensor, copying only when its layout needs it.
+fn values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(slice) => Cow::Borrowed(slice),
+        None => Cow::Owned(
+            tensor
+                .to_contiguous()
+                .as_slice::<f32>()
+                .expect("an f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+/// What the autodiff node keeps.
+struct Cache<O: FlexOp<N>, const N: usize> {
+    op: O,
+    inputs: [FlexTensor; N],
+    output: FlexTensor,
+    saved: O::Saved,
+}
+
+impl<O: FlexOp<N>, const N: usize> std::fmt::Debug for Cache<O, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cache({:?})", self.op)
+    }
+}
+
+/// The autodiff node of a [`FlexOp`].
+#[derive(Debug)]
+struct Node<O>(PhantomData<fn() -> O>);
+
+impl<O: FlexOp<N>, const N: usize> Backward<Flex, N> for Node<O> {
+    type State = Arc<Cache<O, N>>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let d_output = grads.consume::<Flex>(&ops.node);
+        let cache = ops.state;
+        let inputs = cache.inputs.each_ref().map(values);
+        let gradients = cache.op.backward(
+            inputs.each_ref().map(|v| v.as_ref()),
+            &values(&cache.output),
+            &cache.saved,
+            &values(&d_output),
+        );
+        for (parent, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, flat(gradient));
+            }
+        }
+    }
+}
