@@ -6,6 +6,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::cell::{LstmCell, LstmCellConfig};
+use crate::projection::fused_projection;
 use crate::recurrence::fused_recurrence;
 use crate::state::LstmState;
 
@@ -113,9 +114,12 @@ impl Lstm {
         implementation: LstmImplementation,
     ) -> (Tensor<3>, Vec<LstmState>) {
         let [batch_size, seq_len, input_size] = input.dims();
-        let projected = self.layers[0]
-            .input_projection(input.reshape([batch_size * seq_len, input_size]))
-            .reshape([batch_size, seq_len, 4 * self.hidden_size()]);
+        let input = input.reshape([batch_size * seq_len, input_size]);
+        let projected = project(&self.layers[0], input, implementation).reshape([
+            batch_size,
+            seq_len,
+            4 * self.hidden_size(),
+        ]);
         self.forward_projected_with(projected, state, implementation)
     }
 
@@ -152,15 +156,30 @@ impl Lstm {
         finals.push(last);
         for (layer, state) in layers {
             let below = self.dropout.forward(x);
-            let projected = layer
-                .input_projection(below.reshape([batch_size * seq_len, self.hidden_size()]))
-                .reshape([batch_size, seq_len, 4 * self.hidden_size()]);
+            let below = below.reshape([batch_size * seq_len, self.hidden_size()]);
+            let projected = project(layer, below, implementation).reshape([
+                batch_size,
+                seq_len,
+                4 * self.hidden_size(),
+            ]);
             let (output, last) = recurrence(layer, projected, state, implementation);
             x = output;
             finals.push(last);
         }
         (x, finals)
     }
+}
+
+/// [`LstmCell::input_projection`] of `[rows, input_size]`, as one fused op where the backend
+/// allows.
+fn project(layer: &LstmCell, input: Tensor<2>, implementation: LstmImplementation) -> Tensor<2> {
+    if implementation == LstmImplementation::Auto {
+        let bias = layer.bias_ih.val() + layer.bias_hh.val();
+        if let Some(projected) = fused_projection(&input, &layer.weight_ih.val(), &bias) {
+            return projected;
+        }
+    }
+    layer.input_projection(input)
 }
 
 /// One layer's time loop from its input projection, `[batch, seq_len, 4 hidden]`: one

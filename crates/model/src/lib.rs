@@ -9,6 +9,7 @@ mod generation;
 mod layer;
 mod matmul;
 mod model;
+mod projection;
 mod recurrence;
 mod sampling;
 mod state;

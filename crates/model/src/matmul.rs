@@ -63,6 +63,10 @@ const KC: usize = 256;
 /// Rows per parallel task; their packed block (`MC x KC`, 256 KiB) stays in L2.
 const MC: usize = 256;
 
+/// Packing costs a copy of the right-hand side; below this many left-hand rows the `gemm`
+/// crate's unpacked path is as fast.
+const PACK_ROWS: usize = 64;
+
 /// Parallel products only pay off above this many multiply-adds (flex's own threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
 
@@ -102,6 +106,16 @@ impl<'a> Rhs<'a> {
             }
         }
         Rhs::Packed { panels, rows, cols }
+    }
+
+    /// Packs `rhs` where that pays: when it will meet at least `PACK_ROWS` left-hand rows in
+    /// all (one product or many).
+    pub fn for_rows(rhs: Operand<'a>, rows: usize) -> Self {
+        if rows >= PACK_ROWS {
+            Self::packed(rhs)
+        } else {
+            Self::plain(rhs)
+        }
     }
 
     /// `rhs` as it is, for a product that runs once.
@@ -146,27 +160,36 @@ pub(crate) fn matmul(
             if m == 0 || n == 0 {
                 return;
             }
-            let run = |(block, dst): (usize, &mut [f32])| {
-                let rows = MC.min(m - block * MC);
+            // Each task owns `block` rows of `dst` (the last one may be short): at most `MC`,
+            // and as many tasks as a multiple of the thread count, so no thread idles at the end.
+            let block = if parallel {
+                let tasks = m
+                    .div_ceil(MC)
+                    .next_multiple_of(rayon::current_num_threads());
+                m.div_ceil(tasks).next_multiple_of(MR)
+            } else {
+                MC
+            };
+            let run = |(index, dst): (usize, &mut [f32])| {
+                let rows = block.min(m - index * block);
                 packed_rows(
                     dst,
                     dst_stride,
                     accumulate,
                     lhs,
-                    block * MC,
+                    index * block,
                     rows,
                     panels,
                     n,
                 );
             };
-            // Each task owns `MC` rows of `dst`; the last one may be short.
             let dst = &mut dst[..(m - 1) * dst_stride + n];
             if parallel {
-                dst.par_chunks_mut(MC * dst_stride)
+                dst.par_chunks_mut(block * dst_stride)
                     .enumerate()
                     .for_each(run);
             } else {
-                dst.chunks_mut(MC * dst_stride).enumerate().for_each(run);
+                dst.chunks_mut(block * dst_stride).enumerate().for_each(run);
             }
         }
     }
@@ -458,6 +481,48 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+#[cfg(test)]
+mod timing {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn gflops() {
+        for (m, k, n, ta) in [
+            (16usize, 512usize, 2048usize, false),
+            (1600, 512, 2048, false),
+            (2048, 1600, 512, true),
+            (1600, 2048, 512, false),
+        ] {
+            let a = vec![0.5f32; m * k];
+            let b = vec![0.25f32; k * n];
+            let mut c = vec![0.0f32; m * n];
+            let lhs = if ta {
+                Operand::transposed(&a, m, k, m)
+            } else {
+                Operand::rows(&a, m, k, k)
+            };
+            for packed in [true, false] {
+                let rhs = if packed {
+                    Rhs::packed(Operand::rows(&b, k, n, n))
+                } else {
+                    Rhs::plain(Operand::rows(&b, k, n, n))
+                };
+                let par = m > 16;
+                let reps = (20e9 / (2.0 * (m * n * k) as f64)) as usize + 3;
+                matmul(&mut c, n, false, lhs, &rhs, par);
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    matmul(&mut c, n, false, lhs, &rhs, par);
+                }
+                let s = t.elapsed().as_secs_f64() / reps as f64;
+                println!(
+                    "{m}x{k}x{n} ta={ta} packed={packed}: {:.1} GFLOP/s",
+                    2.0 * (m * n * k) as f64 / s / 1e9
+                );
             }
         }
     }
