@@ -55,10 +55,12 @@ impl FlexOp<3> for Projection {
             output_size,
             true,
             Operand::rows(input, rows, input_size, input_size),
-            &Rhs::for_rows(
-                Operand::transposed(weight, input_size, output_size, input_size),
-                rows,
-            ),
+            &Rhs::plain(Operand::transposed(
+                weight,
+                input_size,
+                output_size,
+                input_size,
+            )),
             true,
         );
         (output, ())
@@ -83,10 +85,7 @@ impl FlexOp<3> for Projection {
             input_size,
             false,
             Operand::rows(d_output, rows, output_size, output_size),
-            &Rhs::for_rows(
-                Operand::rows(weight, output_size, input_size, input_size),
-                rows,
-            ),
+            &Rhs::plain(Operand::rows(weight, output_size, input_size, input_size)),
             true,
         );
         // dW = dy^T x
@@ -96,10 +95,7 @@ impl FlexOp<3> for Projection {
             input_size,
             false,
             Operand::transposed(d_output, output_size, rows, output_size),
-            &Rhs::for_rows(
-                Operand::rows(input, rows, input_size, input_size),
-                output_size,
-            ),
+            &Rhs::plain(Operand::rows(input, rows, input_size, input_size)),
             true,
         );
         let mut d_bias = vec![0.0f32; output_size];

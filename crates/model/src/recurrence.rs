@@ -1,12 +1,13 @@
 //! One LSTM layer's recurrence over a whole sequence as a single op with its own backward, on
 //! Burn's flex CPU backend.
 //!
-//! The forward loops over time inside the op (one `[batch, H] x [H, 4H]` product per step,
-//! gates and cell update fused in one pass) and keeps the gate activations and cells. The
-//! backward runs backpropagation through time inside the op, with one `[batch, 4H] x [4H, H]`
-//! product per step, and computes `dW_hh` after the loop as one product over every step.
-//! The input projection stays an ordinary Burn op, so autodiff carries the gradient on to
-//! `W_ih`, the biases and the layer's input.
+//! The forward loops over time inside the op (one `[batch, H] x [H, 4H]` product per step on
+//! `W_hh^T` packed once for the sequence, gates and cell update fused in one pass) and keeps the
+//! gate activations and cells. The backward runs backpropagation through time inside the op,
+//! with one `[batch, 4H] x [4H, H]` product per step, and computes `dW_hh` after the loop as
+//! one product over every step. Batch rows are split into one block per core, each running the
+//! whole time loop without synchronising per step. The input projection is a separate op
+//! (`projection.rs`), so autodiff carries the gradient on to `W_ih`, the biases and the input.
 
 use burn::tensor::Tensor;
 use rayon::prelude::*;
@@ -387,7 +388,7 @@ fn backward(
         hidden,
         false,
         Operand::transposed(&d_projected, g4, batch * steps, g4),
-        &Rhs::for_rows(Operand::rows(&h_prev, batch * steps, hidden, hidden), g4),
+        &Rhs::plain(Operand::rows(&h_prev, batch * steps, hidden, hidden)),
         true,
     );
     [d_projected, d_weight, dh, dc]
