@@ -6,6 +6,7 @@
 mod batcher;
 mod error;
 mod fs;
+mod order;
 mod split;
 mod text;
 mod vocab;
@@ -14,6 +15,7 @@ mod window;
 pub use batcher::WindowBatcher;
 pub use error::DataError;
 pub use fs::write_atomic;
+pub use order::{EpochOrder, EpochShuffled};
 pub use split::TextSplit;
 pub use text::load_text;
 pub use vocab::CharVocab;

@@ -85,11 +85,22 @@ pub struct TrainingSection {
     pub grad_clip_norm: f64,
     /// Seeds the weights and the order of the windows.
     pub seed: u64,
-    /// Threads that build batches.
+    /// Threads that build validation batches. Training batches come from one thread, in an
+    /// order fixed by `seed` and the epoch, so a resumed run sees the batches an uninterrupted
+    /// one would.
     pub num_workers: usize,
     /// Stop after this much wall time, e.g. `"90s"`, `"10m"`, `"1h30m"`; mid-epoch if need be,
     /// then validate and keep the best weights. Empty means no limit.
     pub time_limit: String,
+    /// Also checkpoint every this many optimizer steps (not only after each epoch), so a
+    /// killed run loses at most this many steps; 0 turns it off. Runs saved before this key
+    /// existed read it as the default.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+}
+
+fn default_checkpoint_every() -> usize {
+    RunConfig::default().training.checkpoint_every
 }
 
 /// The learning rate over the run.
@@ -154,6 +165,7 @@ impl Default for RunConfig {
                 seed: 42,
                 num_workers: 1,
                 time_limit: String::new(),
+                checkpoint_every: 500,
             },
             generate: GenerateSection {
                 prompt: "Hello".into(),
@@ -437,6 +449,21 @@ mod tests {
             err.contains("training.time_limit") && err.contains("ten minutes"),
             "{err}"
         );
+    }
+
+    /// A run saved before `training.checkpoint_every` existed still loads, with the default.
+    #[test]
+    fn saved_runs_without_checkpoint_every_load_with_the_default() {
+        let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
+        table["training"]
+            .as_table_mut()
+            .unwrap()
+            .remove("checkpoint_every");
+        let file = write(&toml::to_string(&table).unwrap());
+        let config = RunConfig::load(file.path()).unwrap();
+        assert_eq!(config.training.checkpoint_every, 500);
+        let set = RunConfig::resolve(None, &["training.checkpoint_every=7".into()]).unwrap();
+        assert_eq!(set.training.checkpoint_every, 7);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod exchange;
 mod generating;
 mod progress;
 mod run_dir;
+mod step_checkpoints;
 mod strategy;
 mod training;
 

@@ -10,6 +10,7 @@
 //!   curves.svg         the same, drawn
 //!   samples.txt        a sample after every epoch
 //!   checkpoint/        burn-train's per-epoch model, optimizer and scheduler state
+//!     steps/           the same every `training.checkpoint_every` steps and on Ctrl-C
 //!   train/ valid/      burn-train's metric logs
 //!   train.lock         while a training process runs: its process id
 //! ```
@@ -53,6 +54,27 @@ fn process_runs(pid: u32) -> bool {
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// The keys (epochs or steps) of the checkpoints in `directory`, ascending; with `complete`,
+/// only those whose model, optimizer and scheduler files all exist.
+pub fn checkpoint_keys(directory: &Path, complete: bool) -> Vec<usize> {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    let kinds = ["model", "optim", "scheduler"];
+    let file = |kind: &str, key: usize| directory.join(format!("{kind}-{key}.bpk"));
+    let mut keys: Vec<usize> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            let (kind, key) = name.strip_suffix(".bpk")?.rsplit_once('-')?;
+            kinds.contains(&kind).then(|| key.parse().ok())?
+        })
+        .filter(|&key| !complete || kinds.iter().all(|kind| file(kind, key).exists()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// A run directory.
@@ -198,23 +220,21 @@ impl RunDir {
 
     /// The newest epoch with a complete model, optimizer and scheduler checkpoint.
     pub fn last_checkpoint(&self) -> Option<usize> {
-        let entries = std::fs::read_dir(self.checkpoint_dir()).ok()?;
-        entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|name| {
-                name.strip_prefix("model-")?
-                    .strip_suffix(".bpk")?
-                    .parse()
-                    .ok()
-            })
-            .filter(|epoch: &usize| {
-                ["optim", "scheduler"].iter().all(|kind| {
-                    self.checkpoint_dir()
-                        .join(format!("{kind}-{epoch}.bpk"))
-                        .exists()
-                })
-            })
-            .max()
+        checkpoint_keys(&self.checkpoint_dir(), true)
+            .last()
+            .copied()
+    }
+
+    /// Checkpoints within epochs (`training.checkpoint_every`), keyed by step.
+    pub fn step_checkpoint_dir(&self) -> PathBuf {
+        self.checkpoint_dir().join("steps")
+    }
+
+    /// The newest step with a complete step checkpoint.
+    pub fn last_step_checkpoint(&self) -> Option<usize> {
+        checkpoint_keys(&self.step_checkpoint_dir(), true)
+            .last()
+            .copied()
     }
 
     /// Writes the configuration and vocabulary, atomically.

@@ -4,9 +4,12 @@
 //! optimizer applies it, so no checkpoint ever holds such weights) and the wall-time limit
 //! (`training.time_limit`: the epoch ends early, is validated and checkpointed). After every
 //! epoch it samples from the model into `samples.txt`. In stream mode it carries the LSTM
-//! state from batch to batch, detached, and resets it every epoch.
+//! state from batch to batch, detached, and resets it every epoch. It saves step checkpoints
+//! (`training.checkpoint_every`, and on Ctrl-C) and resumes from one mid-epoch, skipping the
+//! batches already trained on; in stream mode the carried state restarts from zeros there.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,8 +20,10 @@ use burn::train::{
     SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents,
     TrainingError, TrainingItem, ValidLoader,
 };
-use data::CharVocab;
+use data::{CharVocab, EpochOrder};
 use model::{LstmLanguageModel, LstmState, SamplingConfig};
+
+use crate::step_checkpoints::{Position, StepCheckpoints};
 
 /// Why the loop ended before its last epoch.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,31 +55,50 @@ pub struct EpochSample {
     pub print: bool,
 }
 
+/// Step checkpoints and where to resume.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// `checkpoint/steps` in the run directory.
+    pub directory: PathBuf,
+    /// `training.checkpoint_every`.
+    pub every: usize,
+    /// Optimizer steps in one epoch.
+    pub batches_per_epoch: usize,
+    /// Resume after this many steps (their checkpoint is loaded into the learner already).
+    pub resume_after: Option<usize>,
+}
+
+/// What the loop does besides training.
+pub struct RunOptions {
+    /// `training.time_limit`.
+    pub time_limit: Option<Duration>,
+    /// Carry the LSTM state from batch to batch (`data.mode = "stream"`).
+    pub stream: bool,
+    /// The sample after every epoch.
+    pub sample: EpochSample,
+    /// Selects each epoch's order of the training windows (windows mode).
+    pub order: Option<EpochOrder>,
+    /// Step checkpoints.
+    pub steps: StepPlan,
+    /// Set by the Ctrl-C handler.
+    pub interrupted: Arc<AtomicBool>,
+}
+
 /// burn-train's single-device loop with the checks above.
 pub struct RunStrategy {
     device: Device,
-    time_limit: Option<Duration>,
-    /// Carry the LSTM state from batch to batch (`data.mode = "stream"`).
-    stream: bool,
-    sample: EpochSample,
+    options: RunOptions,
     early_end: Arc<Mutex<Option<EarlyEnd>>>,
 }
 
 impl RunStrategy {
     /// A loop on `device` (with autodiff) and a handle that says, after training, whether and
     /// why it ended early.
-    pub fn new(
-        device: Device,
-        time_limit: Option<Duration>,
-        stream: bool,
-        sample: EpochSample,
-    ) -> (Self, Arc<Mutex<Option<EarlyEnd>>>) {
+    pub fn new(device: Device, options: RunOptions) -> (Self, Arc<Mutex<Option<EarlyEnd>>>) {
         let early_end = Arc::new(Mutex::new(None));
         let strategy = Self {
             device,
-            time_limit,
-            stream,
-            sample,
+            options,
             early_end: early_end.clone(),
         };
         (strategy, early_end)
@@ -87,7 +111,7 @@ impl RunStrategy {
     /// Samples from the model and adds it to `samples.txt` under its epoch (dropping entries
     /// of this epoch and later that a resumed run redoes).
     fn write_sample(&self, model: &LstmLanguageModel, epoch: usize) {
-        let s = &self.sample;
+        let s = &self.options.sample;
         let mut text = s.vocab.decode(&s.prompt);
         let drawn = model::generate(model, &s.prompt, 1, s.length, &s.sampling, |ids| {
             text.push(
@@ -159,10 +183,33 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
         let mut processor = components.event_processor;
         let mut checkpointer = components.checkpointer;
         let mut early_stopping = components.early_stopping;
+        let store = &components.event_store;
+        let options = &self.options;
+        let plan = &options.steps;
+        let mut steps = StepCheckpoints::new(
+            plan.directory.clone(),
+            plan.every,
+            crate::run_dir::checkpoint_keys(&plan.directory, false),
+            &interrupter,
+        );
+        // `step` counts optimizer steps from the start of the run.
+        let (first_epoch, mut skip, mut step) = match plan.resume_after {
+            Some(step) => {
+                let at = Position::after(step, plan.batches_per_epoch);
+                (at.epoch, at.batches, step)
+            }
+            None => (
+                starting_epoch,
+                0,
+                (starting_epoch - 1) * plan.batches_per_epoch,
+            ),
+        };
         let started = Instant::now();
-        let mut step = 0;
 
-        for epoch in starting_epoch..=components.num_epochs {
+        for epoch in first_epoch..=components.num_epochs {
+            if let Some(order) = &options.order {
+                order.set_epoch(epoch);
+            }
             interrupter.fail_on_error(processor.process_train(LearnerEvent::StartSplit {
                 epoch_number: epoch,
                 total_items: train.num_items(),
@@ -172,11 +219,19 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             let mut carried: Option<Vec<LstmState>> = None;
             let mut iterator = train.iter();
             let mut iteration = 0;
+            // Resumed mid-epoch: the batches trained on before the checkpoint.
+            let trained = std::mem::take(&mut skip);
+            while iteration < trained {
+                if loaded(iterator.next(), &interrupter).is_none() {
+                    break;
+                }
+                iteration += 1;
+            }
             while let Some(item) = loaded(iterator.next(), &interrupter) {
                 iteration += 1;
                 step += 1;
                 let progress = iterator.progress();
-                let output = if self.stream {
+                let output = if options.stream {
                     let (output, last) = learner.model().stateful_step(item, carried.take());
                     carried = Some(last);
                     output
@@ -191,6 +246,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
                 }
                 learner.lr_step();
                 learner.optimizer_step(output.grads);
+                steps.after_step(&learner, step, store);
                 let item = TrainingItem::new(
                     output.item,
                     progress,
@@ -202,7 +258,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
                 if interrupter.should_stop() {
                     break;
                 }
-                if self
+                if options
                     .time_limit
                     .is_some_and(|limit| started.elapsed() >= limit)
                 {
@@ -241,12 +297,12 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
                 break;
             }
             if let Some(checkpointer) = &mut checkpointer {
-                checkpointer.checkpoint(&learner, epoch, &components.event_store);
+                checkpointer.checkpoint(&learner, epoch, store);
             }
             // The epoch log (metrics.csv, curves.svg) rides on the early-stopping hook.
             let stop = early_stopping
                 .as_mut()
-                .is_some_and(|s| s.should_stop(epoch, &components.event_store));
+                .is_some_and(|s| s.should_stop(epoch, store));
             self.write_sample(&model, epoch);
             if out_of_time {
                 self.end_early(EarlyEnd::TimeLimit { epoch });
@@ -255,6 +311,9 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             if stop {
                 break;
             }
+        }
+        if options.interrupted.load(Ordering::SeqCst) {
+            steps.save(&learner, step, store);
         }
         (learner.model(), processor)
     }

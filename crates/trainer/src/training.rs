@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric, PerplexityMetric};
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
-use data::{CharVocab, TextSplit, TextWindows, WindowBatcher};
+use data::{CharVocab, EpochShuffled, TextSplit, TextWindows, WindowBatcher};
 use model::{LstmLanguageModel, TrainingOptions};
 
 use crate::checkpointer::AtomicCheckpointer;
@@ -23,7 +23,8 @@ use crate::config::{DataMode, EXAMPLE_TEXT, LrSchedule, RunConfig};
 use crate::epoch_log::EpochLog;
 use crate::progress::PlainProgress;
 use crate::run_dir::RunDir;
-use crate::strategy::{EarlyEnd, EpochSample, RunStrategy};
+use crate::step_checkpoints::{self, Position};
+use crate::strategy::{EarlyEnd, EpochSample, RunOptions, RunStrategy, StepPlan};
 
 /// How a training command ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,15 +42,17 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
     // Taken before anything in an existing directory changes; a new directory is locked as
     // soon as it exists.
     let existing_lock = run.path().is_dir().then(|| run.lock()).transpose()?;
-    let resume_from = prepare_run_dir(&run, args)?;
-    let config = match resume_from {
-        Some(_) => resumed_config(&run, config)?,
-        None => config,
+    let resuming = prepare_run_dir(&run, args)?;
+    let config = if resuming {
+        resumed_config(&run, config)?
+    } else {
+        config
     };
     let text = load_training_text(&config)?;
-    let vocab = match resume_from {
-        Some(_) => CharVocab::load(&run.vocab_path())?,
-        None => CharVocab::from_text(&text)?,
+    let vocab = if resuming {
+        CharVocab::load(&run.vocab_path())?
+    } else {
+        CharVocab::from_text(&text)?
     };
     let tokens: Arc<[u32]> = vocab
         .encode(&text)
@@ -111,19 +114,21 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
         .with_training_options(TrainingOptions {
             grad_clip_norm: (t.grad_clip_norm > 0.0).then_some(t.grad_clip_norm),
         });
-    let train_loader = if stream {
-        // In order, by one worker: each batch continues the one before, row by row.
-        DataLoaderBuilder::new(WindowBatcher)
-            .batch_size(t.batch_size)
-            .num_workers(1)
-            .build(train_windows.clone())
+    // One worker, so batches arrive in the dataset's order: in stream mode each batch continues
+    // the one before, row by row; in windows mode the order is a function of seed and epoch.
+    let train_builder = DataLoaderBuilder::new(WindowBatcher)
+        .batch_size(t.batch_size)
+        .num_workers(1);
+    let (train_loader, order) = if stream {
+        (train_builder.build(train_windows.clone()), None)
     } else {
-        DataLoaderBuilder::new(WindowBatcher)
-            .batch_size(t.batch_size)
-            .shuffle(t.seed)
-            .num_workers(t.num_workers)
-            .build(train_windows.clone())
+        let (shuffled, order) = EpochShuffled::new(train_windows.clone(), t.seed);
+        (train_builder.build(shuffled), Some(order))
     };
+    let batches_per_epoch = train_windows.len().div_ceil(t.batch_size);
+    let resume = resuming
+        .then(|| ResumePoint::newest(&run, batches_per_epoch))
+        .flatten();
     let valid_loader = DataLoaderBuilder::new(WindowBatcher)
         .batch_size(t.batch_size)
         .num_workers(t.num_workers)
@@ -131,7 +136,7 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
 
     // PyTorch's Adam defaults, so runs compare with the reference.
     let optim = AdamConfig::new().with_epsilon(1e-8).init();
-    let steps = t.epochs * train_windows.len().div_ceil(t.batch_size);
+    let steps = t.epochs * batches_per_epoch;
     let schedule: ModuleLrScheduler = match t.lr_schedule {
         LrSchedule::Constant => t.learning_rate.into(),
         LrSchedule::Cosine => CosineAnnealingLrSchedulerConfig::new(t.learning_rate, steps.max(1))
@@ -150,8 +155,27 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
         path: run.samples_path(),
         print: plain,
     };
-    let (strategy, early_end) =
-        RunStrategy::new(device.clone(), config.time_limit()?, stream, sample);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let resume_after = match resume {
+        Some(ResumePoint::Step(step)) => Some(step),
+        _ => None,
+    };
+    let (strategy, early_end) = RunStrategy::new(
+        device.clone(),
+        RunOptions {
+            time_limit: config.time_limit()?,
+            stream,
+            sample,
+            order,
+            steps: StepPlan {
+                directory: run.step_checkpoint_dir(),
+                every: t.checkpoint_every,
+                batches_per_epoch,
+                resume_after,
+            },
+            interrupted: interrupted.clone(),
+        },
+    );
 
     let mut training = SupervisedTraining::new(run.path(), train_loader, valid_loader)
         .metrics((
@@ -172,7 +196,6 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
     if plain {
         training = training.renderer(Box::new(PlainProgress::new()));
     }
-    let interrupted = Arc::new(AtomicBool::new(false));
     let interrupter = training.interrupter();
     let flag = interrupted.clone();
     // Ctrl-C stops after the current step; the weights so far are saved below. (The dashboard
@@ -182,23 +205,36 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
         interrupter.stop(Some("interrupted"));
     })
     .context("cannot install the Ctrl-C handler")?;
-    if let Some(epoch) = resume_from {
-        println!("resuming {} after epoch {epoch}", run.path().display());
-        training = training.checkpoint(epoch);
+    let mut learner = Learner::new(lm, optim, schedule);
+    match resume {
+        Some(ResumePoint::Epoch(epoch)) => {
+            println!("resuming {} after epoch {epoch}", run.path().display());
+            training = training.checkpoint(epoch);
+        }
+        Some(ResumePoint::Step(step)) => {
+            step_checkpoints::restore(run.step_checkpoint_dir(), &mut learner, step)?;
+            let at = Position::after(step, batches_per_epoch);
+            println!(
+                "resuming {} after step {step} (epoch {}, batch {} of {batches_per_epoch})",
+                run.path().display(),
+                at.epoch,
+                at.batches
+            );
+        }
+        None => {}
     }
-    let result = training.launch(Learner::new(lm, optim, schedule));
+    let result = training.launch(learner);
     drop(result.renderer);
-    if let Some(error) = result.error {
-        bail!("training failed: {error}");
-    }
-    let last_checkpoint = run.last_checkpoint();
-    let good = || match last_checkpoint {
-        Some(epoch) => format!(
-            "the checkpoint of epoch {epoch} is intact; continue with --resume --run {}",
+    let good = || match ResumePoint::newest(&run, batches_per_epoch) {
+        Some(point) => format!(
+            "the checkpoint {point} is intact; continue with --resume --run {}",
             run.path().display()
         ),
-        None => "no epoch finished, so there is no checkpoint".to_string(),
+        None => "no checkpoint was written yet".to_string(),
     };
+    if let Some(error) = result.error {
+        bail!("training failed: {error}; {}", good());
+    }
     match early_end.lock().expect("not poisoned").clone() {
         Some(EarlyEnd::NonFiniteLoss { epoch, step, loss }) => bail!(
             "training stopped: the loss became {loss} at step {step} (epoch {epoch}), so those weights were not kept; {} (a lower training.learning_rate or training.grad_clip_norm may help)",
@@ -286,19 +322,48 @@ fn default_run_dir(args: &TrainArgs) -> PathBuf {
     PathBuf::from("runs").join(stem)
 }
 
-/// Refuses to overwrite a run unless told; returns the epoch to resume after.
-fn prepare_run_dir(run: &RunDir, args: &TrainArgs) -> Result<Option<usize>> {
+/// Refuses to overwrite a run unless told; true when resuming.
+fn prepare_run_dir(run: &RunDir, args: &TrainArgs) -> Result<bool> {
     if args.resume {
-        return match run.last_checkpoint() {
-            Some(epoch) => Ok(Some(epoch)),
-            None => bail!(
+        if run.last_checkpoint().is_none() && run.last_step_checkpoint().is_none() {
+            bail!(
                 "--resume: {} has no complete checkpoint to resume from",
                 run.path().display()
-            ),
-        };
+            );
+        }
+        return Ok(true);
     }
     run.prepare_new(args.force)?;
-    Ok(None)
+    Ok(false)
+}
+
+/// The checkpoint a resumed run starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResumePoint {
+    /// After this epoch, validated.
+    Epoch(usize),
+    /// After this many optimizer steps.
+    Step(usize),
+}
+
+impl ResumePoint {
+    /// The newest complete checkpoint, epoch or step.
+    fn newest(run: &RunDir, batches_per_epoch: usize) -> Option<Self> {
+        let epoch = run.last_checkpoint();
+        match run.last_step_checkpoint() {
+            Some(step) if step > epoch.unwrap_or(0) * batches_per_epoch => Some(Self::Step(step)),
+            _ => epoch.map(Self::Epoch),
+        }
+    }
+}
+
+impl std::fmt::Display for ResumePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Epoch(epoch) => write!(f, "of epoch {epoch}"),
+            Self::Step(step) => write!(f, "of step {step}"),
+        }
+    }
 }
 
 /// A resumed run keeps its saved configuration; only the epoch count may grow, and a new

@@ -78,22 +78,9 @@ fn imported_pytorch_model_evaluates_to_pytorchs_loss_and_exports_back() {
         "{sample:?}"
     );
 
-    let exported = dir.path().join("model.safetensors");
-    success(&[
-        "export",
-        "--run",
-        arg(&run),
-        "--safetensors",
-        arg(&exported),
-    ]);
-    let bytes = std::fs::read(&exported).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let exported = common::exported_tensors(&run, &dir.path().join("model.safetensors"));
     for (name, spec) in fixture["params"].as_object().unwrap() {
-        assert_eq!(
-            header[name]["shape"], spec["shape"],
-            "{name} in the export: {header}"
-        );
+        assert_eq!(exported[name].0, spec["shape"], "{name} in the export");
     }
 }
 

@@ -95,3 +95,34 @@ pub fn vocab(run: &Path) -> Vec<char> {
         .map(|c| c.as_str().unwrap().chars().next().unwrap())
         .collect()
 }
+
+/// Exports a run's weights with `trainer export` to `file`; each tensor's shape and raw bytes
+/// by name (the file's own header order is not fixed).
+pub fn exported_tensors(
+    run: &Path,
+    file: &Path,
+) -> std::collections::BTreeMap<String, (serde_json::Value, Vec<u8>)> {
+    success(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--safetensors",
+        file.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(file).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let data = &bytes[8 + header_len..];
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(name, spec)| {
+            let offsets = &spec["data_offsets"];
+            let (start, end) = (offsets[0].as_u64().unwrap(), offsets[1].as_u64().unwrap());
+            let values = data[start as usize..end as usize].to_vec();
+            (name.clone(), (spec["shape"].clone(), values))
+        })
+        .collect()
+}
