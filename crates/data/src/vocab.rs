@@ -214,11 +214,26 @@ mod tests {
             proptest::prop_assert_eq!(vocab.decode(&ids), text);
         }
 
-        /// Arbitrary bytes as a vocabulary file are an error or a vocabulary, never a panic.
+        /// JSON-like text as a vocabulary is an error or a vocabulary, never a panic.
         #[test]
-        fn any_vocab_file_loads_or_fails_cleanly(json in "\\PC{0,80}") {
+        fn any_vocab_json_loads_or_fails_cleanly(json in "\\PC{0,80}") {
             let _ = CharVocab::from_json(&json);
             let _ = CharVocab::from_json(&format!("{{\"chars\":{json}}}"));
+        }
+
+        /// Arbitrary bytes as a vocabulary file are an error that names the file, or a
+        /// vocabulary; never a panic.
+        #[test]
+        fn any_vocab_file_loads_or_fails_cleanly(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let dir = std::env::temp_dir().join(format!("vocab-bytes-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("vocab.json");
+            std::fs::write(&path, &bytes).unwrap();
+            if let Err(e) = CharVocab::load(&path) {
+                proptest::prop_assert!(e.to_string().contains("vocab.json"), "{}", e);
+            }
         }
     }
 }

@@ -550,6 +550,22 @@ mod tests {
             let _ = RunConfig::resolve(None, &[set]);
         }
 
+        /// Arbitrary bytes as a config file (or a run's saved config) are an error that names
+        /// the file, or a configuration; never a panic.
+        #[test]
+        fn any_config_bytes_load_or_fail_cleanly(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &bytes).unwrap();
+            let name = file.path().display().to_string();
+            for result in [RunConfig::resolve(Some(file.path()), &[]), RunConfig::load(file.path())] {
+                if let Err(e) = result {
+                    proptest::prop_assert!(format!("{e:#}").contains(&name), "{:#}", e);
+                }
+            }
+        }
+
         /// Config-shaped text with arbitrary keys and values.
         #[test]
         fn any_key_and_value_resolves_or_fails_cleanly(

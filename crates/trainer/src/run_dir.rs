@@ -297,3 +297,48 @@ impl RunDir {
         Ok((config, vocab, model))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A tiny saved run in a temporary directory, and its weights.
+    fn saved_run() -> (tempfile::TempDir, RunDir, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        let mut config = RunConfig::default();
+        (config.model.embedding_dim, config.model.hidden_dim) = (3, 4);
+        let vocab = CharVocab::from_text("abc").unwrap();
+        run.save_setup(&config, &vocab).unwrap();
+        let model = config.model(vocab.len()).init(&Device::flex());
+        run.save_model(&model).unwrap();
+        let weights = std::fs::read(run.model_path()).unwrap();
+        (dir, run, weights)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Weights cut short or overwritten anywhere load or fail with an error that names
+        /// `model.bpk`; never a panic.
+        #[test]
+        fn damaged_weights_load_or_fail_cleanly(
+            cut in 0.0..=1.0f64,
+            damage in proptest::collection::vec((0.0..1.0f64, any::<u8>()), 0..8),
+        ) {
+            let (_dir, run, mut weights) = saved_run();
+            weights.truncate((weights.len() as f64 * cut) as usize);
+            let len = weights.len();
+            for (at, byte) in damage {
+                if len > 0 {
+                    weights[((len as f64 * at) as usize).min(len - 1)] = byte;
+                }
+            }
+            std::fs::write(run.model_path(), &weights).unwrap();
+            if let Err(e) = run.load(&Device::flex()) {
+                prop_assert!(format!("{e:#}").contains("model.bpk"), "{:#}", e);
+            }
+        }
+    }
+}
