@@ -133,101 +133,80 @@ fn gate_blocks(row: &mut [f32]) -> [&mut [f32]; 4] {
     [i, f, g, o]
 }
 
-/// Whether to call the AVX-512 builds of the elementwise loops: compiled for the baseline
-/// x86-64 target, they run 4 lanes wide; for AVX-512, 16.
-#[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    is_x86_feature_detected!("avx512f")
-}
+/// Defines a function whose body runs compiled for AVX-512 where the CPU has it (its
+/// elementwise loop then runs 16 lanes wide instead of the baseline x86-64 target's 4), and as
+/// the crate is built elsewhere.
+macro_rules! widened {
+    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$attr])*
+        fn $name($($arg: $ty),*) {
+            $(#[$attr])*
+            #[inline(always)]
+            fn lanes($($arg: $ty),*) $body
 
-/// Gate nonlinearities and the cell update of one row, in one pass: the pre-activations in
-/// `gates` become the activations; writes `c_t` and `h_t`.
-fn cell_update(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-        fn wide(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-            cell_update_lanes(gates, c_prev, c, h)
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512f") {
+                $(#[$attr])*
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+                fn wide($($arg: $ty),*) {
+                    lanes($($arg),*)
+                }
+                // SAFETY: the CPU has the features `wide` is compiled for.
+                return unsafe { wide($($arg),*) };
+            }
+            lanes($($arg),*)
         }
-        // SAFETY: the CPU has the features `wide` is compiled for.
-        return unsafe { wide(gates, c_prev, c, h) };
-    }
-    cell_update_lanes(gates, c_prev, c, h)
+    };
 }
 
-#[inline(always)]
-fn cell_update_lanes(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-    let n = c.len();
-    let [gi, gf, gg, go] = gate_blocks(gates);
-    // Every slice cut to `n` where the compiler sees it, so the loop has no bounds checks.
-    let (gi, gf, gg, go) = (&mut gi[..n], &mut gf[..n], &mut gg[..n], &mut go[..n]);
-    let (c_prev, h) = (&c_prev[..n], &mut h[..n]);
-    for j in 0..n {
-        let (i, f, g, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
-        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
-        c[j] = f * c_prev[j] + i * g;
-        h[j] = o * tanh(c[j]);
-    }
-}
-
-/// The gate pre-activation gradients `da` of one row at one step, from the activations `a`,
-/// the cells `c_t` and `c_{t-1}`, and the gradients reaching `h_t` (`d_out + dh`) and `c_t`
-/// (`dc`, which leaves as the gradient of `c_{t-1}`).
-#[allow(clippy::too_many_arguments)]
-fn gate_gradients(
-    a: &[f32],
-    c: &[f32],
-    c_prev: &[f32],
-    d_out: &[f32],
-    dh: &[f32],
-    dc: &mut [f32],
-    da: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-        fn wide(
-            a: &[f32],
-            c: &[f32],
-            c_prev: &[f32],
-            d_out: &[f32],
-            dh: &[f32],
-            dc: &mut [f32],
-            da: &mut [f32],
-        ) {
-            gate_gradient_lanes(a, c, c_prev, d_out, dh, dc, da)
+widened! {
+    /// Gate nonlinearities and the cell update of one row, in one pass: the pre-activations in
+    /// `gates` become the activations; writes `c_t` and `h_t`.
+    fn cell_update(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+        let n = c.len();
+        let [gi, gf, gg, go] = gate_blocks(gates);
+        // Every slice cut to `n` where the compiler sees it, so the loop has no bounds checks.
+        let (gi, gf, gg, go) = (&mut gi[..n], &mut gf[..n], &mut gg[..n], &mut go[..n]);
+        let (c_prev, h) = (&c_prev[..n], &mut h[..n]);
+        for j in 0..n {
+            let (i, f, g, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+            (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
+            c[j] = f * c_prev[j] + i * g;
+            h[j] = o * tanh(c[j]);
         }
-        // SAFETY: the CPU has the features `wide` is compiled for.
-        return unsafe { wide(a, c, c_prev, d_out, dh, dc, da) };
     }
-    gate_gradient_lanes(a, c, c_prev, d_out, dh, dc, da)
 }
 
-#[inline(always)]
-fn gate_gradient_lanes(
-    a: &[f32],
-    c: &[f32],
-    c_prev: &[f32],
-    d_out: &[f32],
-    dh: &[f32],
-    dc: &mut [f32],
-    da: &mut [f32],
-) {
-    let n = dc.len();
-    let [di, df, dg, d_o] = gate_blocks(da);
-    let (di, df, dg, d_o) = (&mut di[..n], &mut df[..n], &mut dg[..n], &mut d_o[..n]);
-    let (ai, af, ag, ao) = (&a[..n], &a[n..2 * n], &a[2 * n..3 * n], &a[3 * n..4 * n]);
-    let (c, c_prev, d_out, dh) = (&c[..n], &c_prev[..n], &d_out[..n], &dh[..n]);
-    for j in 0..n {
-        let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
-        let tc = tanh(c[j]);
-        let dh_j = d_out[j] + dh[j];
-        let dc_j = dc[j] + dh_j * o * (1.0 - tc * tc);
-        di[j] = dc_j * g * i * (1.0 - i);
-        df[j] = dc_j * c_prev[j] * f * (1.0 - f);
-        dg[j] = dc_j * i * (1.0 - g * g);
-        d_o[j] = dh_j * tc * o * (1.0 - o);
-        dc[j] = dc_j * f;
+widened! {
+    /// The gate pre-activation gradients `da` of one row at one step, from the activations
+    /// `a`, the cells `c_t` and `c_{t-1}`, and the gradients reaching `h_t` (`d_out + dh`) and
+    /// `c_t` (`dc`, which leaves as the gradient of `c_{t-1}`).
+    #[allow(clippy::too_many_arguments)]
+    fn gate_gradients(
+        a: &[f32],
+        c: &[f32],
+        c_prev: &[f32],
+        d_out: &[f32],
+        dh: &[f32],
+        dc: &mut [f32],
+        da: &mut [f32],
+    ) {
+        let n = dc.len();
+        let [di, df, dg, d_o] = gate_blocks(da);
+        let (di, df, dg, d_o) = (&mut di[..n], &mut df[..n], &mut dg[..n], &mut d_o[..n]);
+        let (ai, af, ag, ao) = (&a[..n], &a[n..2 * n], &a[2 * n..3 * n], &a[3 * n..4 * n]);
+        let (c, c_prev, d_out, dh) = (&c[..n], &c_prev[..n], &d_out[..n], &dh[..n]);
+        for j in 0..n {
+            let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
+            let tc = tanh(c[j]);
+            let dh_j = d_out[j] + dh[j];
+            let dc_j = dc[j] + dh_j * o * (1.0 - tc * tc);
+            di[j] = dc_j * g * i * (1.0 - i);
+            df[j] = dc_j * c_prev[j] * f * (1.0 - f);
+            dg[j] = dc_j * i * (1.0 - g * g);
+            d_o[j] = dh_j * tc * o * (1.0 - o);
+            dc[j] = dc_j * f;
+        }
     }
 }
 

@@ -159,34 +159,9 @@ mod tests {
 
     #[test]
     fn positions_count_batches_within_epochs() {
-        assert_eq!(
-            Position::after(1, 10),
-            Position {
-                epoch: 1,
-                batches: 1
-            }
-        );
-        assert_eq!(
-            Position::after(10, 10),
-            Position {
-                epoch: 1,
-                batches: 10
-            }
-        );
-        assert_eq!(
-            Position::after(11, 10),
-            Position {
-                epoch: 2,
-                batches: 1
-            }
-        );
-        assert_eq!(
-            Position::after(25, 10),
-            Position {
-                epoch: 3,
-                batches: 5
-            }
-        );
+        for (step, epoch, batches) in [(1, 1, 1), (10, 1, 10), (11, 2, 1), (25, 3, 5)] {
+            assert_eq!(Position::after(step, 10), Position { epoch, batches });
+        }
     }
 
     #[test]
