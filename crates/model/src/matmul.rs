@@ -95,15 +95,26 @@ impl<'a> Rhs<'a> {
         for k0 in (0..rows).step_by(KC) {
             let depth = KC.min(rows - k0);
             let block = &mut panels[k0 * width..(k0 + depth) * width];
-            for (p, panel) in block.chunks_mut(depth * NR).enumerate() {
-                let first = p * NR;
-                let last = cols.min(first + NR);
-                for (kk, row) in panel.chunks_mut(NR).enumerate() {
-                    for (j, value) in (first..last).zip(row.iter_mut()) {
-                        *value = rhs.at(k0 + kk, j);
+            block
+                .par_chunks_mut(depth * NR)
+                .enumerate()
+                .for_each(|(p, panel)| {
+                    let columns = p * NR..cols.min(p * NR + NR);
+                    // Read along whichever direction is contiguous in memory.
+                    if rhs.row_stride == 1 {
+                        for (j, column) in columns.enumerate() {
+                            for kk in 0..depth {
+                                panel[kk * NR + j] = rhs.at(k0 + kk, column);
+                            }
+                        }
+                    } else {
+                        for (kk, row) in panel.chunks_mut(NR).enumerate() {
+                            for (column, value) in columns.clone().zip(row.iter_mut()) {
+                                *value = rhs.at(k0 + kk, column);
+                            }
+                        }
                     }
-                }
-            }
+                });
         }
         Rhs::Packed { panels, rows, cols }
     }

@@ -2,6 +2,7 @@
 //! projections run on the same matrix kernel as the recurrence.
 
 use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 use crate::flex_op::{self, FlexOp};
 use crate::matmul::{Operand, Rhs, matmul};
@@ -49,7 +50,10 @@ impl FlexOp<3> for Projection {
             input_size,
             output_size,
         } = *self;
-        let mut output = bias.repeat(rows);
+        let mut output = vec![0.0f32; rows * output_size];
+        output
+            .par_chunks_mut(output_size)
+            .for_each(|row| row.copy_from_slice(bias));
         matmul(
             &mut output,
             output_size,
@@ -98,12 +102,21 @@ impl FlexOp<3> for Projection {
             &Rhs::plain(Operand::rows(input, rows, input_size, input_size)),
             true,
         );
+        // Column sums, each thread over its own columns.
         let mut d_bias = vec![0.0f32; output_size];
-        for row in d_output.chunks(output_size) {
-            for (sum, &value) in d_bias.iter_mut().zip(row) {
-                *sum += value;
-            }
-        }
+        let columns = output_size.div_ceil(rayon::current_num_threads());
+        d_bias
+            .par_chunks_mut(columns)
+            .enumerate()
+            .for_each(|(part, sums)| {
+                let first = part * columns;
+                for row in d_output.chunks(output_size) {
+                    let row = &row[first..first + sums.len()];
+                    for (sum, &value) in sums.iter_mut().zip(row) {
+                        *sum += value;
+                    }
+                }
+            });
         [d_input, d_weight, d_bias]
     }
 }

@@ -225,9 +225,9 @@ fn forward(
     } = d;
     let out_rs = (steps + 1) * hidden;
     let mut output = vec![0.0f32; batch * out_rs];
-    // Starts as the input projections, `[batch, steps, 4 * hidden]` like them, and becomes the
-    // gate activations.
-    let mut gates = projected.to_vec();
+    // Starts as the input projections, `[batch, steps, 4 * hidden]` like them (each block copies
+    // its own rows), and becomes the gate activations.
+    let mut gates = vec![0.0f32; projected.len()];
     let mut cells = vec![0.0f32; batch * steps * hidden];
     // `W_hh^T`, `[hidden, 4 * hidden]`, packed once for every step.
     let weight_t = Operand::transposed(weight, hidden, 4 * hidden, hidden);
@@ -239,9 +239,11 @@ fn forward(
         .zip(cells.par_chunks_mut(rows * steps * hidden))
         .zip(
             h0.par_chunks(rows * hidden)
-                .zip(c0.par_chunks(rows * hidden)),
+                .zip(c0.par_chunks(rows * hidden))
+                .zip(projected.par_chunks(rows * steps * 4 * hidden)),
         )
-        .for_each(|(((output, gates), cells), (h0, c0))| {
+        .for_each(|(((output, gates), cells), ((h0, c0), projected))| {
+            gates.copy_from_slice(projected);
             forward_rows(&weight_t, h0, c0, output, gates, cells, steps, hidden)
         });
     (output, Activations { gates, cells })
@@ -354,12 +356,14 @@ fn backward(
 
     // H_prev: h_{t-1} for every (b, t), h_0 first.
     let mut h_prev = vec![0.0f32; batch * steps * hidden];
-    for b in 0..batch {
-        h_prev[b * steps * hidden..(b * steps + 1) * hidden]
-            .copy_from_slice(&h0[b * hidden..(b + 1) * hidden]);
-        h_prev[(b * steps + 1) * hidden..(b + 1) * steps * hidden]
-            .copy_from_slice(&output[b * out_rs..b * out_rs + (steps - 1) * hidden]);
-    }
+    h_prev
+        .par_chunks_mut(steps * hidden)
+        .zip(h0.par_chunks(hidden).zip(output.par_chunks(out_rs)))
+        .for_each(|(h_prev, (h0, output))| {
+            let (first, rest) = h_prev.split_at_mut(hidden);
+            first.copy_from_slice(h0);
+            rest.copy_from_slice(&output[..(steps - 1) * hidden]);
+        });
     // dW_hh = dA^T H_prev, over all (b, t) at once.
     let mut d_weight = vec![0.0f32; g4 * hidden];
     matmul(
