@@ -96,7 +96,7 @@ fn flat(values: Vec<f32>) -> FlexTensor {
 }
 
 /// A contiguous f32 view of a flex tensor, copying only when its layout needs it.
-fn values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
+pub(crate) fn values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(slice) => Cow::Borrowed(slice),
         None => Cow::Owned(

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod adam;
 mod batch;
 mod cell;
 mod evaluation;
@@ -15,6 +16,7 @@ mod sampling;
 mod state;
 mod train;
 
+pub use adam::{FusedAdam, FusedAdamConfig};
 pub use batch::SequenceBatch;
 pub use cell::{LstmCell, LstmCellConfig};
 pub use evaluation::{Evaluation, evaluate_stream, evaluate_windows};

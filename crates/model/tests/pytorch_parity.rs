@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use burn::module::Param;
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
 use burn::train::TrainStep;
 use model::{
-    LstmImplementation, LstmLanguageModel, LstmLanguageModelConfig, LstmState, TrainingOptions,
+    FusedAdamConfig, LstmImplementation, LstmLanguageModel, LstmLanguageModelConfig, LstmState,
+    TrainingOptions,
 };
 use serde::Deserialize;
 
@@ -275,7 +275,7 @@ fn gradients_and_a_clipped_adam_step_match_pytorch() {
                 }
 
                 let grads = burn::optim::GradientsParams::from_grads(grads, &lm);
-                let mut adam = AdamConfig::new().with_epsilon(1e-8).init();
+                let mut adam = FusedAdamConfig::new().init();
                 let stepped = lm.optimize(&mut adam, f.adam.learning_rate.into(), grads);
                 let after = by_pytorch_name(&stepped, |p| p.val(), |p| p.val());
                 for (name, theirs) in &f.adam.params_after {

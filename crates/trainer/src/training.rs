@@ -11,11 +11,10 @@ use burn::data::dataset::Dataset;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric, PerplexityMetric};
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use data::{CharVocab, EpochShuffled, TextSplit, TextWindows, WindowBatcher};
-use model::{LstmLanguageModel, TrainingOptions};
+use model::{FusedAdamConfig, LstmLanguageModel, TrainingOptions};
 
 use crate::checkpointer::AtomicCheckpointer;
 use crate::cli::TrainArgs;
@@ -135,7 +134,7 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
         .build(valid_windows);
 
     // PyTorch's Adam defaults, so runs compare with the reference.
-    let optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let optim = FusedAdamConfig::new().init();
     let steps = t.epochs * batches_per_epoch;
     let schedule: ModuleLrScheduler = match t.lr_schedule {
         LrSchedule::Constant => t.learning_rate.into(),
