@@ -2,14 +2,16 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::decoder::{Decoder, DecoderWeights};
 use crate::model::LstmLanguageModel;
 use crate::sampling::{SamplingConfig, SamplingError};
 
 /// Generates `length` tokens for each of `num_streams` independent streams that all start
 /// from `prompt`.
 ///
-/// The prompt is read in one pass over the sequence; then each step feeds every stream's last
-/// token and samples the next one, with stream `s` seeded by `config.seed + s` (so stream 0 of
+/// On flex, a decoder that holds the weights in plain buffers runs the steps and allocates
+/// nothing per token; elsewhere the prompt is read in one pass over the sequence. Each step
+/// feeds every stream's last token and samples the next one, with stream `s` seeded by `config.seed + s` (so stream 0 of
 /// a batched run is the same text as a single-stream run with the same seed). `on_step`
 /// receives the tokens just drawn, one per stream, as they come. Run it on a device without
 /// autodiff: nothing here needs gradients.
@@ -32,8 +34,29 @@ pub fn generate(
     let mut samplers = (0..num_streams as u64)
         .map(|stream| config.init(stream))
         .collect::<Result<Vec<_>, _>>()?;
-    let device = model.embedding.weight.device();
     let vocab_size = model.vocab_size();
+    let mut drawn = vec![0u32; num_streams];
+    if let Some(weights) = DecoderWeights::new(model) {
+        let (last, context) = prompt.split_last().expect("checked above");
+        let mut decoder = Decoder::new(&weights, num_streams);
+        let mut tokens = vec![0u32; num_streams];
+        for &id in context {
+            tokens.fill(id);
+            decoder.step(&tokens);
+        }
+        tokens.fill(*last);
+        for _ in 0..length {
+            let logits = decoder.step(&tokens);
+            for (stream, sampler) in samplers.iter_mut().enumerate() {
+                tokens[stream] =
+                    sampler.sample(&logits[stream * vocab_size..(stream + 1) * vocab_size]);
+            }
+            on_step(&tokens);
+        }
+        return Ok(());
+    }
+
+    let device = model.embedding.weight.device();
 
     let prompt_ids: Vec<i32> = (0..num_streams)
         .flat_map(|_| prompt.iter().map(|&id| id as i32))
@@ -46,7 +69,6 @@ pub fn generate(
     let [_, prompt_len, _] = logits.dims();
     let mut logits = logits.narrow(1, prompt_len - 1, 1).squeeze_dim::<2>(1);
 
-    let mut drawn = vec![0u32; num_streams];
     let mut fed = vec![0i32; num_streams];
     for step in 0..length {
         let values = logits.into_data();

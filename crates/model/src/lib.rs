@@ -4,6 +4,7 @@
 mod adam;
 mod batch;
 mod cell;
+mod decoder;
 mod evaluation;
 mod flex_op;
 mod generation;

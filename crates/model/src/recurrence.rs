@@ -137,9 +137,9 @@ fn gate_blocks(row: &mut [f32]) -> [&mut [f32]; 4] {
 /// elementwise loop then runs 16 lanes wide instead of the baseline x86-64 target's 4), and as
 /// the crate is built elsewhere.
 macro_rules! widened {
-    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$attr])*
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             $(#[$attr])*
             #[inline(always)]
             fn lanes($($arg: $ty),*) $body
@@ -162,7 +162,7 @@ macro_rules! widened {
 widened! {
     /// Gate nonlinearities and the cell update of one row, in one pass: the pre-activations in
     /// `gates` become the activations; writes `c_t` and `h_t`.
-    fn cell_update(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    pub(crate) fn cell_update(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
         let n = c.len();
         let [gi, gf, gg, go] = gate_blocks(gates);
         // Every slice cut to `n` where the compiler sees it, so the loop has no bounds checks.
