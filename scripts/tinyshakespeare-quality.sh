@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains configs/tinyshakespeare.toml (stream mode, 2 x 512, dropout 0.35, cosine schedule over 20 epochs) on
+# Trains configs/tinyshakespeare.toml (stream mode, 2 x 512, dropout 0.5, cosine schedule over 20 epochs) on
 # ../shared's copy of tiny-shakespeare, then measures the validation loss (last 10% of the text)
 # with `trainer eval` in both modes and prints a 500-character sample.
 #
