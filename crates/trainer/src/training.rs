@@ -280,20 +280,23 @@ fn sample_prompt(vocab: &CharVocab, prompt: &str) -> String {
 /// checkpoint), recorded in `best.json`; the final weights when no checkpoint beats them.
 fn best_epoch_model(run: &RunDir, last: LstmLanguageModel) -> Result<LstmLanguageModel> {
     let rows = crate::epoch_log::read(&run.metrics_path())?;
-    let Some(best) = rows
+    let final_epoch = rows.last().map_or(0, |r| r.epoch);
+    let checkpoint = |epoch: usize| run.checkpoint_dir().join(format!("model-{epoch}.bpk"));
+    // The best epoch whose weights still exist: after a resume, burn-train's checkpointer no
+    // longer knows the epochs before it and may have deleted the best one's checkpoint.
+    let mut candidates: Vec<_> = rows
         .iter()
         .filter(|r| r.valid_loss.is_finite())
-        .min_by(|a, b| a.valid_loss.total_cmp(&b.valid_loss))
-    else {
+        .filter(|r| r.epoch == final_epoch || checkpoint(r.epoch).exists())
+        .collect();
+    candidates.sort_by(|a, b| a.valid_loss.total_cmp(&b.valid_loss));
+    let Some(&best) = candidates.first() else {
         return Ok(last);
     };
-    let final_epoch = rows.last().map_or(0, |r| r.epoch);
     let model = if best.epoch == final_epoch {
         last
     } else {
-        let checkpoint = run
-            .checkpoint_dir()
-            .join(format!("model-{}.bpk", best.epoch));
+        let checkpoint = checkpoint(best.epoch);
         last.try_load_file(&checkpoint).map_err(|e| {
             anyhow::anyhow!(
                 "{}: cannot load the best epoch's weights: {e}",

@@ -64,3 +64,49 @@ fn the_best_epochs_weights_are_kept() {
         );
     }
 }
+
+/// A resumed run whose best epoch's checkpoint is gone (burn-train's checkpointer forgets the
+/// epochs before a resume and may delete it) keeps the best epoch that still has weights,
+/// instead of failing at the end.
+#[test]
+fn a_missing_best_checkpoint_falls_back_to_the_best_one_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("forgotten");
+    train_smoke(
+        &run,
+        &[
+            "--set",
+            "training.epochs=5",
+            "--set",
+            "training.learning_rate=0.1",
+        ],
+    );
+    let best_epoch = |run: &std::path::Path| {
+        let best: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
+        best["epoch"].as_u64().unwrap() as usize
+    };
+    let first = best_epoch(&run);
+    let checkpoint = run.join("checkpoint").join(format!("model-{first}.bpk"));
+    std::fs::remove_file(&checkpoint).unwrap();
+    let out = train_smoke(&run, &["--resume", "--set", "training.epochs=6"]);
+    assert!(out.contains("best epoch"), "{out}");
+    let second = best_epoch(&run);
+    let resumed_after: usize = out
+        .split("after epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    if first <= resumed_after {
+        // Not retrained, so its weights are gone for good.
+        assert_ne!(second, first, "{out}");
+    }
+    assert!(
+        second == 6
+            || run
+                .join("checkpoint")
+                .join(format!("model-{second}.bpk"))
+                .exists(),
+        "{out}"
+    );
+}
