@@ -3,7 +3,16 @@
 
 mod common;
 
-use common::{metrics, root, success, train_smoke};
+use std::path::Path;
+
+use common::{metrics, number_after, root, success, train_smoke};
+
+/// The epoch `best.json` names.
+fn best_epoch(run: &Path) -> usize {
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
+    best["epoch"].as_u64().unwrap() as usize
+}
 
 #[test]
 fn the_best_epochs_weights_are_kept() {
@@ -21,9 +30,7 @@ fn the_best_epochs_weights_are_kept() {
         ],
     );
     let rows = metrics(&run);
-    let best: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
-    let best_epoch = best["epoch"].as_u64().unwrap() as usize;
+    let best_epoch = best_epoch(&run);
     let lowest = rows.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
     let (_, _, best_valid) = rows[best_epoch - 1];
     assert_eq!(
@@ -81,22 +88,13 @@ fn a_missing_best_checkpoint_falls_back_to_the_best_one_left() {
             "training.learning_rate=0.1",
         ],
     );
-    let best_epoch = |run: &std::path::Path| {
-        let best: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
-        best["epoch"].as_u64().unwrap() as usize
-    };
     let first = best_epoch(&run);
     let checkpoint = run.join("checkpoint").join(format!("model-{first}.bpk"));
     std::fs::remove_file(&checkpoint).unwrap();
     let out = train_smoke(&run, &["--resume", "--set", "training.epochs=6"]);
     assert!(out.contains("best epoch"), "{out}");
     let second = best_epoch(&run);
-    let resumed_after: usize = out
-        .split("after epoch ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("{out}"));
+    let resumed_after = number_after(&out, "after epoch ");
     if first <= resumed_after {
         // Not retrained, so its weights are gone for good.
         assert_ne!(second, first, "{out}");

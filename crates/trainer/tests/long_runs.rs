@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{failure, metrics, root, smoke_args, train_smoke};
+use common::{failure, metrics, number_after, root, smoke_args, train_smoke};
 
 fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
@@ -39,17 +39,6 @@ fn wait_for_epochs(run: &Path, epochs: usize, child: &mut Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("no {epochs} epochs within two minutes");
-}
-
-/// The number after the first `prefix` in `out` ("after step 42 (epoch 5, ...)" gives 42).
-fn number_after(out: &str, prefix: &str) -> usize {
-    out.split(prefix)
-        .nth(1)
-        .and_then(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no \"{prefix}N\" in {out}"))
 }
 
 fn signal(child: &Child, name: &str) {

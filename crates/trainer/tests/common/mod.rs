@@ -126,3 +126,14 @@ pub fn exported_tensors(
         })
         .collect()
 }
+
+/// The number after the first `prefix` in `out` ("after step 42 (epoch 5, ...)" gives 42).
+pub fn number_after(out: &str, prefix: &str) -> usize {
+    out.split(prefix)
+        .nth(1)
+        .and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no \"{prefix}N\" in {out}"))
+}
