@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Trains configs/tinyshakespeare.toml (stream mode, 2 x 512, dropout 0.5, cosine schedule over 20 epochs) on
-# ../shared's copy of tiny-shakespeare, then measures the validation loss (last 10% of the text)
-# with `trainer eval` in both modes and prints a 500-character sample.
+# Trains configs/tinyshakespeare.toml (stream mode, 2 x 512, dropout 0.5, cosine schedule over
+# 20 epochs) on ../shared's copy of tiny-shakespeare, then measures the validation loss (last 10%
+# of the text) with `trainer eval` in both modes and prints a 500-character sample.
 #
-#   scripts/tinyshakespeare-quality.sh [TIME_LIMIT]     (default: the config's, 60m)
+#   scripts/tinyshakespeare-quality.sh [--set KEY=VALUE]...
+#
+# The settings override the config's, e.g. `--set model.dropout=0.25 --set training.epochs=10`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 text=../shared/datasets/tinyshakespeare.txt
 run=runs/tinyshakespeare
 cargo build --release -p trainer >&2
-sets=(--set "data.path=\"$text\"")
-[ $# -ge 1 ] && sets+=(--set "training.time_limit=\"$1\"")
+sets=(--set "data.path=\"$text\"" "$@")
 valid=$(mktemp --suffix=.txt)
 trap 'rm -f "$valid"' EXIT
 python3 -c "import sys; t = open(sys.argv[1], encoding='utf-8').read(); open(sys.argv[2], 'w', encoding='utf-8').write(t[int(len(t) * 0.9):])" "$text" "$valid"

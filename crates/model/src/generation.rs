@@ -11,10 +11,10 @@ use crate::sampling::{SamplingConfig, SamplingError};
 ///
 /// On flex, a decoder that holds the weights in plain buffers runs the steps and allocates
 /// nothing per token; elsewhere the prompt is read in one pass over the sequence. Each step
-/// feeds every stream's last token and samples the next one, with stream `s` seeded by `config.seed + s` (so stream 0 of
-/// a batched run is the same text as a single-stream run with the same seed). `on_step`
-/// receives the tokens just drawn, one per stream, as they come. Run it on a device without
-/// autodiff: nothing here needs gradients.
+/// feeds every stream's last token and samples the next one, with stream `s` seeded by
+/// `config.seed + s` (so stream 0 of a batched run is the same text as a single-stream run with
+/// the same seed). `on_step` receives the tokens just drawn, one per stream, as they come. Run
+/// it on a device without autodiff: nothing here needs gradients.
 ///
 /// # Panics
 /// If `prompt` is empty or `num_streams` is zero.
@@ -35,7 +35,6 @@ pub fn generate(
         .map(|stream| config.init(stream))
         .collect::<Result<Vec<_>, _>>()?;
     let vocab_size = model.vocab_size();
-    let mut drawn = vec![0u32; num_streams];
     if let Some(weights) = DecoderWeights::new(model) {
         let (last, context) = prompt.split_last().expect("checked above");
         let mut decoder = Decoder::new(&weights, num_streams);
@@ -69,6 +68,7 @@ pub fn generate(
     let [_, prompt_len, _] = logits.dims();
     let mut logits = logits.narrow(1, prompt_len - 1, 1).squeeze_dim::<2>(1);
 
+    let mut drawn = vec![0u32; num_streams];
     let mut fed = vec![0i32; num_streams];
     for step in 0..length {
         let values = logits.into_data();

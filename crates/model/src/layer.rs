@@ -113,13 +113,7 @@ impl Lstm {
         state: Option<Vec<LstmState>>,
         implementation: LstmImplementation,
     ) -> (Tensor<3>, Vec<LstmState>) {
-        let [batch_size, seq_len, input_size] = input.dims();
-        let input = input.reshape([batch_size * seq_len, input_size]);
-        let projected = project(&self.layers[0], input, implementation).reshape([
-            batch_size,
-            seq_len,
-            4 * self.hidden_size(),
-        ]);
+        let projected = project(&self.layers[0], input, implementation);
         self.forward_projected_with(projected, state, implementation)
     }
 
@@ -155,13 +149,7 @@ impl Lstm {
         let (mut x, last) = recurrence(bottom, projected, state, implementation);
         finals.push(last);
         for (layer, state) in layers {
-            let below = self.dropout.forward(x);
-            let below = below.reshape([batch_size * seq_len, self.hidden_size()]);
-            let projected = project(layer, below, implementation).reshape([
-                batch_size,
-                seq_len,
-                4 * self.hidden_size(),
-            ]);
+            let projected = project(layer, self.dropout.forward(x), implementation);
             let (output, last) = recurrence(layer, projected, state, implementation);
             x = output;
             finals.push(last);
@@ -170,16 +158,20 @@ impl Lstm {
     }
 }
 
-/// [`LstmCell::input_projection`] of `[rows, input_size]`, as one fused op where the backend
-/// allows.
-fn project(layer: &LstmCell, input: Tensor<2>, implementation: LstmImplementation) -> Tensor<2> {
-    if implementation == LstmImplementation::Auto {
-        let bias = layer.bias_ih.val() + layer.bias_hh.val();
-        if let Some(projected) = fused_projection(&input, &layer.weight_ih.val(), &bias) {
-            return projected;
-        }
-    }
-    layer.input_projection(input)
+/// [`LstmCell::input_projection`] of every step, `[batch, seq_len, input_size]` in,
+/// `[batch, seq_len, 4 hidden]` out, as one fused op where the backend allows.
+fn project(layer: &LstmCell, input: Tensor<3>, implementation: LstmImplementation) -> Tensor<3> {
+    let [batch_size, seq_len, input_size] = input.dims();
+    let rows = input.reshape([batch_size * seq_len, input_size]);
+    let fused = (implementation == LstmImplementation::Auto)
+        .then(|| {
+            let bias = layer.bias_ih.val() + layer.bias_hh.val();
+            fused_projection(&rows, &layer.weight_ih.val(), &bias)
+        })
+        .flatten();
+    fused
+        .unwrap_or_else(|| layer.input_projection(rows))
+        .reshape([batch_size, seq_len, 4 * layer.hidden_size()])
 }
 
 /// One layer's time loop from its input projection, `[batch, seq_len, 4 hidden]`: one

@@ -1,5 +1,6 @@
-//! An affine map `x W^T + b` as one op with its own backward on flex, so the LSTM's input
-//! projections run on the same matrix kernel as the recurrence.
+//! An affine map `x W^T + b` as one op with its own backward on flex: the LSTM's input
+//! projections as three matrix products and a bias sum, without the transposes, broadcasts and
+//! graph nodes of the composed tensor ops.
 
 use burn::tensor::Tensor;
 use rayon::prelude::*;
