@@ -41,6 +41,19 @@ pub(crate) fn flatten<const D: usize>(tensor: &Tensor<D>) -> Tensor<1> {
     tensor.clone().reshape([tensor.shape().num_elements()])
 }
 
+/// Whether `tensor` lives on flex, with or without autodiff: where [`run`] runs ops.
+pub(crate) fn lives_on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
+    let tensor = tensor.clone();
+    if tensor.device().is_autodiff() {
+        tensor
+            .autodiff()
+            .try_into_primitive::<Autodiff<Flex>>()
+            .is_ok()
+    } else {
+        tensor.try_into_primitive::<Flex>().is_ok()
+    }
+}
+
 /// Runs `op` on flat tensors that live on flex (with or without autodiff, without gradient
 /// checkpointing); `None` on any other backend.
 pub(crate) fn run<const N: usize, O: FlexOp<N>>(

@@ -6,6 +6,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::cell::{LstmCell, LstmCellConfig};
+use crate::dropout::dropout;
 use crate::projection::fused_projection;
 use crate::recurrence::fused_recurrence;
 use crate::state::LstmState;
@@ -149,7 +150,7 @@ impl Lstm {
         let (mut x, last) = recurrence(bottom, projected, state, implementation);
         finals.push(last);
         for (layer, state) in layers {
-            let projected = project(layer, self.dropout.forward(x), implementation);
+            let projected = project(layer, dropout(&self.dropout, x), implementation);
             let (output, last) = recurrence(layer, projected, state, implementation);
             x = output;
             finals.push(last);

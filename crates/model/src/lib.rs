@@ -1,10 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[macro_use]
+mod widened;
+
 mod adam;
 mod batch;
 mod cell;
 mod decoder;
+mod dropout;
 mod evaluation;
 mod flex_op;
 mod generation;

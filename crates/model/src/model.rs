@@ -3,9 +3,10 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
 
+use crate::dropout::dropout;
 use crate::layer::{Lstm, LstmConfig, LstmImplementation};
 use crate::state::LstmState;
 use crate::train::TrainingOptions;
@@ -30,6 +31,10 @@ pub struct LstmLanguageModelConfig {
     /// Start the forget-gate biases at 1.
     #[config(default = false)]
     pub forget_bias: bool,
+    /// Dropout on the top layer's output before the output layer (training only), as
+    /// char-rnn and Zaremba et al. apply it; PyTorch's `nn.LSTM` has none.
+    #[config(default = 0.0)]
+    pub output_dropout: f64,
 }
 
 /// A character-level language model, the same as the PyTorch tutorial's
@@ -40,6 +45,8 @@ pub struct LstmLanguageModel {
     pub embedding: Embedding,
     /// The stacked LSTM.
     pub lstm: Lstm,
+    /// Dropout on the top hidden state before [`LstmLanguageModel::output`].
+    pub output_dropout: Dropout,
     /// The projection from the top hidden state to next-token logits.
     pub output: Linear,
     /// How a training step treats the gradients; not part of the weights.
@@ -59,6 +66,7 @@ impl LstmLanguageModelConfig {
                 .with_dropout(self.dropout)
                 .with_forget_bias(self.forget_bias)
                 .init(device),
+            output_dropout: DropoutConfig::new(self.output_dropout).init(),
             output: LinearConfig::new(self.hidden_dim, self.vocab_size)
                 .with_initializer(burn::nn::Initializer::Uniform {
                     min: -bound,
@@ -113,7 +121,10 @@ impl LstmLanguageModel {
         } else {
             self.lstm.forward(self.embedding.forward(inputs), state)
         };
-        (self.output.forward(hidden), state)
+        (
+            self.output.forward(dropout(&self.output_dropout, hidden)),
+            state,
+        )
     }
 
     /// Mean cross-entropy of the next-token predictions, in nats, with the logits
@@ -143,5 +154,34 @@ impl LstmLanguageModel {
     ) -> (Tensor<2>, Vec<LstmState>) {
         let (logits, state) = self.forward(tokens.unsqueeze_dim(1), state);
         (logits.squeeze_dim(1), state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(model: &LstmLanguageModel, device: &Device) -> Vec<f32> {
+        let inputs = Tensor::<2, Int>::from_data([[1, 2, 3, 4], [4, 3, 2, 1]], device);
+        let (logits, _) = model.forward(inputs, None);
+        logits.into_data().try_to_vec().unwrap()
+    }
+
+    /// Output dropout changes the logits from one training forward to the next, and leaves
+    /// them alone outside training (so evaluation and generation are deterministic).
+    #[test]
+    fn output_dropout_applies_in_training_only() {
+        let device = Device::flex().autodiff();
+        let config = LstmLanguageModelConfig::new(5)
+            .with_embedding_dim(8)
+            .with_hidden_dim(16)
+            .with_num_layers(1);
+        let plain = config.init(&device);
+        assert_eq!(logits(&plain, &device), logits(&plain, &device));
+        let dropped = config.clone().with_output_dropout(0.5).init(&device);
+        assert_ne!(logits(&dropped, &device), logits(&dropped, &device));
+        let eval = dropped.valid();
+        let inner = device.inner();
+        assert_eq!(logits(&eval, &inner), logits(&eval, &inner));
     }
 }

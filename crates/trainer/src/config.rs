@@ -33,6 +33,11 @@ pub struct ModelSection {
     pub dropout: f64,
     /// Start the forget-gate biases at 1.
     pub forget_bias: bool,
+    /// Dropout on the top layer's output before the output layer, in [0, 1) (char-rnn's
+    /// second dropout; PyTorch's `nn.LSTM` has only the one between layers). Runs saved before
+    /// this key existed read it as 0.
+    #[serde(default)]
+    pub output_dropout: f64,
 }
 
 /// `[data]`.
@@ -146,6 +151,7 @@ impl Default for RunConfig {
                 num_layers: 2,
                 dropout: 0.0,
                 forget_bias: false,
+                output_dropout: 0.0,
             },
             data: DataSection {
                 path: String::new(),
@@ -227,6 +233,7 @@ impl RunConfig {
         positive("model.hidden_dim", m.hidden_dim)?;
         positive("model.num_layers", m.num_layers)?;
         in_unit("model.dropout", m.dropout)?;
+        in_unit("model.output_dropout", m.output_dropout)?;
         positive("data.seq_len", d.seq_len)?;
         positive("data.stride", d.stride)?;
         in_unit("data.valid_fraction", d.valid_fraction)?;
@@ -294,6 +301,7 @@ impl RunConfig {
             .with_num_layers(m.num_layers)
             .with_dropout(m.dropout)
             .with_forget_bias(m.forget_bias)
+            .with_output_dropout(m.output_dropout)
     }
 
     /// The text file, or `None` for the built-in example.
@@ -451,19 +459,29 @@ mod tests {
         );
     }
 
-    /// A run saved before `training.checkpoint_every` existed still loads, with the default.
+    /// A run saved before `training.checkpoint_every` and `model.output_dropout` existed still
+    /// loads, with their defaults.
     #[test]
-    fn saved_runs_without_checkpoint_every_load_with_the_default() {
+    fn saved_runs_without_later_keys_load_with_the_defaults() {
         let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
-        table["training"]
-            .as_table_mut()
-            .unwrap()
-            .remove("checkpoint_every");
+        for (section, key) in [
+            ("training", "checkpoint_every"),
+            ("model", "output_dropout"),
+        ] {
+            let removed = table[section].as_table_mut().unwrap().remove(key);
+            assert!(removed.is_some(), "{section}.{key}");
+        }
         let file = write(&toml::to_string(&table).unwrap());
         let config = RunConfig::load(file.path()).unwrap();
         assert_eq!(config.training.checkpoint_every, 500);
-        let set = RunConfig::resolve(None, &["training.checkpoint_every=7".into()]).unwrap();
+        assert_eq!(config.model.output_dropout, 0.0);
+        let sets = [
+            "training.checkpoint_every=7".into(),
+            "model.output_dropout=0.3".into(),
+        ];
+        let set = RunConfig::resolve(None, &sets).unwrap();
         assert_eq!(set.training.checkpoint_every, 7);
+        assert_eq!(set.model.output_dropout, 0.3);
     }
 
     #[test]
@@ -513,6 +531,7 @@ mod tests {
         for (set, key) in [
             ("model.num_layers=0", "model.num_layers"),
             ("model.dropout=1.0", "model.dropout"),
+            ("model.output_dropout=-0.5", "model.output_dropout"),
             ("training.learning_rate=0", "training.learning_rate"),
             ("data.valid_fraction=-0.1", "data.valid_fraction"),
             ("generate.top_p=2", "top_p"),
