@@ -6,7 +6,9 @@
 #
 #   BIN=target/release/trainer TEXT=../shared/datasets/tinyshakespeare.txt scripts/gpu-bench.sh
 #
-# Needs a Vulkan loader (libvulkan1) and PyTorch with CUDA.
+# Needs a Vulkan loader (libvulkan1) and PyTorch with CUDA. To time Burn's kernel fusion and
+# autotuning, pass a binary built with `cargo build --release -p trainer --features
+# fusion,autotune` as BIN.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-target/release/trainer}
