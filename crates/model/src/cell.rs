@@ -95,7 +95,18 @@ impl LstmCell {
     /// One time step from the input projection of that step (see
     /// [`LstmCell::input_projection`]), `[batch_size, 4 * hidden_size]`, and the state before it.
     pub fn step_projected(&self, projected: Tensor<2>, state: LstmState) -> LstmState {
-        let gates = projected + state.hidden.matmul(self.weight_hh.val().transpose());
+        self.step_projected_with(projected, state, self.weight_hh.val())
+    }
+
+    /// [`LstmCell::step_projected`] with `weight_hh` in place of the layer's own recurrent
+    /// weights (the same shape; a weight-dropped copy in training).
+    pub(crate) fn step_projected_with(
+        &self,
+        projected: Tensor<2>,
+        state: LstmState,
+        weight_hh: Tensor<2>,
+    ) -> LstmState {
+        let gates = projected + state.hidden.matmul(weight_hh.transpose());
         let [input, forget, candidate, output]: [Tensor<2>; 4] =
             gates.chunk(4, 1).try_into().expect("4 gates");
         let cell = sigmoid(forget) * state.cell + sigmoid(input) * tanh(candidate);

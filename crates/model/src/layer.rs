@@ -25,6 +25,12 @@ pub struct LstmConfig {
     /// it (training only; not after the last layer, as in PyTorch).
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// The probability of zeroing each element of every layer's recurrent weights `weight_hh`,
+    /// drawn once per forward pass (DropConnect on the recurrent weights, AWD-LSTM's "weight
+    /// drop"; training only). It regularizes the recurrence itself, which dropout between
+    /// layers does not reach.
+    #[config(default = 0.0)]
+    pub weight_dropout: f64,
     /// Start every layer's forget-gate bias at 1 (see [`LstmCellConfig::forget_bias`]).
     #[config(default = false)]
     pub forget_bias: bool,
@@ -48,6 +54,8 @@ pub struct Lstm {
     pub layers: Vec<LstmCell>,
     /// Dropout between layers.
     pub dropout: Dropout,
+    /// Dropout on every layer's recurrent weights, once per forward pass.
+    pub weight_dropout: Dropout,
     /// How [`Lstm::forward`] runs the recurrence; not part of the weights.
     #[module(skip)]
     pub implementation: LstmImplementation,
@@ -71,6 +79,7 @@ impl LstmConfig {
         Lstm {
             layers,
             dropout: DropoutConfig::new(self.dropout).init(),
+            weight_dropout: DropoutConfig::new(self.weight_dropout).init(),
             implementation: LstmImplementation::default(),
         }
     }
@@ -147,11 +156,13 @@ impl Lstm {
         let mut finals = Vec::with_capacity(self.layers.len());
         let mut layers = self.layers.iter().zip(states);
         let (bottom, state) = layers.next().expect("at least one layer");
-        let (mut x, last) = recurrence(bottom, projected, state, implementation);
+        let weight_hh = |layer: &LstmCell| dropout(&self.weight_dropout, layer.weight_hh.val());
+        let (mut x, last) = recurrence(bottom, weight_hh(bottom), projected, state, implementation);
         finals.push(last);
         for (layer, state) in layers {
             let projected = project(layer, dropout(&self.dropout, x), implementation);
-            let (output, last) = recurrence(layer, projected, state, implementation);
+            let (output, last) =
+                recurrence(layer, weight_hh(layer), projected, state, implementation);
             x = output;
             finals.push(last);
         }
@@ -175,23 +186,20 @@ fn project(layer: &LstmCell, input: Tensor<3>, implementation: LstmImplementatio
         .reshape([batch_size, seq_len, 4 * layer.hidden_size()])
 }
 
-/// One layer's time loop from its input projection, `[batch, seq_len, 4 hidden]`: one
+/// One layer's time loop from its input projection, `[batch, seq_len, 4 hidden]`, with
+/// recurrent weights `weight_hh` (the layer's own, or a weight-dropped copy): one
 /// `[batch, hidden] x [hidden, 4 hidden]` product per step, fused into one op where the backend
 /// allows.
 fn recurrence(
     layer: &LstmCell,
+    weight_hh: Tensor<2>,
     projected: Tensor<3>,
     state: LstmState,
     implementation: LstmImplementation,
 ) -> (Tensor<3>, LstmState) {
     let seq_len = projected.dims()[1];
     if implementation == LstmImplementation::Auto
-        && let Some(packed) = fused_recurrence(
-            &projected,
-            &layer.weight_hh.val(),
-            &state.hidden,
-            &state.cell,
-        )
+        && let Some(packed) = fused_recurrence(&projected, &weight_hh, &state.hidden, &state.cell)
     {
         let hidden = packed.clone().narrow(1, 0, seq_len);
         let last = LstmState {
@@ -204,7 +212,7 @@ fn recurrence(
     let mut outputs = Vec::with_capacity(seq_len);
     for t in 0..seq_len {
         let step = projected.clone().narrow(1, t, 1).squeeze_dim::<2>(1);
-        state = layer.step_projected(step, state);
+        state = layer.step_projected_with(step, state, weight_hh.clone());
         outputs.push(state.hidden.clone());
     }
     (Tensor::stack(outputs, 1), state)
@@ -214,7 +222,7 @@ fn recurrence(
 mod tests {
     use super::*;
     use burn::module::Param;
-    use burn::nn::LstmConfig as BurnLstmConfig;
+    use burn::nn::{DropoutConfig, LstmConfig as BurnLstmConfig};
     use burn::tensor::{Distribution, TensorData, Tolerance};
 
     const INPUT: usize = 5;
@@ -552,6 +560,69 @@ mod tests {
             ));
         }
         all
+    }
+
+    /// Weight dropout runs the layer on a masked, rescaled copy of `weight_hh`: the same outputs
+    /// as a stack without it whose `weight_hh` is that copy, drawn from the same seed, and the
+    /// gradient of `weight_hh` is that stack's gradient through the same mask and scale. Both
+    /// implementations; the mask changes from one forward pass to the next.
+    #[test]
+    fn weight_dropout_is_a_masked_copy_of_the_recurrent_weights() {
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let (batch, seq, input_size, hidden, prob) = (3, 5, 4, 6, 0.4);
+        device.seed(31);
+        let plain = LstmConfig::new(input_size, hidden).init(&device);
+        let input = Tensor::<3>::random(
+            [batch, seq, input_size],
+            Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let r = Tensor::<3>::random(
+            [batch, seq, hidden],
+            Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let dropped_config = DropoutConfig::new(prob).init();
+        let flat = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        for implementation in [LstmImplementation::Auto, LstmImplementation::Composed] {
+            let mut ours = plain.clone().fork(&ad).with_implementation(implementation);
+            ours.weight_dropout = dropped_config.clone();
+            let ours = ours.train();
+            ad.seed(77);
+            let (out, _) = ours.forward(input.clone().autodiff(), None);
+            let grads = (out.clone() * r.clone()).sum().backward();
+            let d_ours = flat(ours.layers[0].weight_hh.grad(&grads).unwrap());
+
+            ad.seed(77);
+            let copy = dropout(&dropped_config, plain.layers[0].weight_hh.val().autodiff());
+            let mut reference = plain.clone().with_implementation(implementation);
+            reference.layers[0].weight_hh = Param::from_tensor(copy.clone().without_autodiff());
+            let reference = reference.fork(&ad).train();
+            let (expected, _) = reference.forward(input.clone().autodiff(), None);
+            let grads = (expected.clone() * r.clone()).sum().backward();
+            let d_reference = flat(reference.layers[0].weight_hh.grad(&grads).unwrap());
+
+            let tol = Tolerance::<f32>::absolute(1e-6);
+            out.clone()
+                .without_autodiff()
+                .into_data()
+                .assert_approx_eq::<f32>(&expected.without_autodiff().into_data(), tol);
+            let scale = (1.0 / (1.0 - prob)) as f32;
+            let kept = flat(copy.without_autodiff());
+            let zeros = kept.iter().filter(|&&w| w == 0.0).count();
+            assert!(zeros > 0 && zeros < kept.len(), "{zeros} of {}", kept.len());
+            for ((d, e), w) in d_ours.iter().zip(&d_reference).zip(&kept) {
+                let expected = if *w == 0.0 { 0.0 } else { e * scale };
+                assert!((d - expected).abs() <= 1e-5, "{d} vs {expected}");
+            }
+
+            let (again, _) = ours.forward(input.clone().autodiff(), None);
+            assert_ne!(
+                again.without_autodiff().into_data(),
+                out.without_autodiff().into_data()
+            );
+        }
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct LstmLanguageModelConfig {
     /// Dropout between LSTM layers (training only).
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// Dropout on every LSTM layer's recurrent weights, drawn once per forward pass
+    /// (AWD-LSTM's weight drop; training only).
+    #[config(default = 0.0)]
+    pub weight_dropout: f64,
     /// Start the forget-gate biases at 1.
     #[config(default = false)]
     pub forget_bias: bool,
@@ -64,6 +68,7 @@ impl LstmLanguageModelConfig {
             lstm: LstmConfig::new(self.embedding_dim, self.hidden_dim)
                 .with_num_layers(self.num_layers)
                 .with_dropout(self.dropout)
+                .with_weight_dropout(self.weight_dropout)
                 .with_forget_bias(self.forget_bias)
                 .init(device),
             output_dropout: DropoutConfig::new(self.output_dropout).init(),

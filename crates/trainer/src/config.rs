@@ -38,6 +38,10 @@ pub struct ModelSection {
     /// this key existed read it as 0.
     #[serde(default)]
     pub output_dropout: f64,
+    /// Dropout on every layer's recurrent weights, drawn once per batch, in [0, 1) (AWD-LSTM's
+    /// weight drop). Runs saved before this key existed read it as 0.
+    #[serde(default)]
+    pub weight_dropout: f64,
 }
 
 /// `[data]`.
@@ -152,6 +156,7 @@ impl Default for RunConfig {
                 dropout: 0.0,
                 forget_bias: false,
                 output_dropout: 0.0,
+                weight_dropout: 0.0,
             },
             data: DataSection {
                 path: String::new(),
@@ -234,11 +239,12 @@ impl RunConfig {
         positive("model.num_layers", m.num_layers)?;
         in_unit("model.dropout", m.dropout)?;
         in_unit("model.output_dropout", m.output_dropout)?;
+        in_unit("model.weight_dropout", m.weight_dropout)?;
         positive("data.seq_len", d.seq_len)?;
         positive("data.stride", d.stride)?;
         in_unit("data.valid_fraction", d.valid_fraction)?;
         if !d.sha256.is_empty()
-            && !(d.sha256.len() == 64 && d.sha256.chars().all(|c| c.is_ascii_hexdigit()))
+            && (d.sha256.len() != 64 || !d.sha256.chars().all(|c| c.is_ascii_hexdigit()))
         {
             bail!(
                 "data.sha256 = {:?}: expected 64 hexadecimal digits",
@@ -302,6 +308,7 @@ impl RunConfig {
             .with_dropout(m.dropout)
             .with_forget_bias(m.forget_bias)
             .with_output_dropout(m.output_dropout)
+            .with_weight_dropout(m.weight_dropout)
     }
 
     /// The text file, or `None` for the built-in example.
@@ -350,7 +357,7 @@ fn one_line(error: &impl std::fmt::Display) -> String {
     let text = error.to_string();
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let first = lines.next().unwrap_or_default().trim().to_string();
-    match lines.last() {
+    match lines.next_back() {
         Some(last) if !last.contains('|') => format!("{first}: {}", last.trim()),
         _ => first,
     }
@@ -459,14 +466,15 @@ mod tests {
         );
     }
 
-    /// A run saved before `training.checkpoint_every` and `model.output_dropout` existed still
-    /// loads, with their defaults.
+    /// A run saved before `training.checkpoint_every`, `model.output_dropout` and
+    /// `model.weight_dropout` existed still loads, with their defaults.
     #[test]
     fn saved_runs_without_later_keys_load_with_the_defaults() {
         let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
         for (section, key) in [
             ("training", "checkpoint_every"),
             ("model", "output_dropout"),
+            ("model", "weight_dropout"),
         ] {
             let removed = table[section].as_table_mut().unwrap().remove(key);
             assert!(removed.is_some(), "{section}.{key}");
@@ -475,13 +483,16 @@ mod tests {
         let config = RunConfig::load(file.path()).unwrap();
         assert_eq!(config.training.checkpoint_every, 500);
         assert_eq!(config.model.output_dropout, 0.0);
+        assert_eq!(config.model.weight_dropout, 0.0);
         let sets = [
             "training.checkpoint_every=7".into(),
             "model.output_dropout=0.3".into(),
+            "model.weight_dropout=0.2".into(),
         ];
         let set = RunConfig::resolve(None, &sets).unwrap();
         assert_eq!(set.training.checkpoint_every, 7);
         assert_eq!(set.model.output_dropout, 0.3);
+        assert_eq!(set.model.weight_dropout, 0.2);
     }
 
     #[test]
@@ -532,6 +543,7 @@ mod tests {
             ("model.num_layers=0", "model.num_layers"),
             ("model.dropout=1.0", "model.dropout"),
             ("model.output_dropout=-0.5", "model.output_dropout"),
+            ("model.weight_dropout=1", "model.weight_dropout"),
             ("training.learning_rate=0", "training.learning_rate"),
             ("data.valid_fraction=-0.1", "data.valid_fraction"),
             ("generate.top_p=2", "top_p"),
