@@ -208,6 +208,32 @@ mod tests {
         assert_ne!(mask(9).apply(&ones), mask(10).apply(&ones));
     }
 
+    /// Every call draws a new mask: two calls on the same input agree on whether an element is
+    /// kept about as often as two independent masks do (`p^2 + (1 - p)^2`).
+    #[test]
+    fn successive_calls_draw_independent_masks() {
+        let device = Device::flex().autodiff();
+        device.seed(8);
+        let layer = DropoutConfig::new(0.5).init();
+        let x = input(&device);
+        let kept = |y: Tensor<3>| -> Vec<bool> {
+            y.into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&v| v != 0.0)
+                .collect()
+        };
+        let first = kept(dropout(&layer, x.clone()));
+        for _ in 0..3 {
+            let next = kept(dropout(&layer, x.clone()));
+            let n = first.len() as f64;
+            let same = first.iter().zip(&next).filter(|(a, b)| a == b).count() as f64;
+            let tolerance = 4.0 * (n * 0.25).sqrt();
+            assert!((same - n * 0.5).abs() < tolerance, "{same} of {n} agree");
+        }
+    }
+
     #[test]
     fn identity_outside_training() {
         let layer = DropoutConfig::new(0.5).init();
