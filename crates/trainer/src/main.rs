@@ -6,6 +6,7 @@ mod checkpointer;
 mod cli;
 mod config;
 mod curves;
+mod dashboard_sample;
 mod download;
 mod epoch_log;
 mod evaluating;

@@ -3,7 +3,7 @@
 //! Per step it checks the loss is finite (a NaN or infinite loss stops the run before the
 //! optimizer applies it, so no checkpoint ever holds such weights) and the wall-time limit
 //! (`training.time_limit`: the epoch ends early, is validated and checkpointed). After every
-//! epoch it samples from the model into `samples.txt`. In stream mode it carries the LSTM
+//! epoch it samples from the model into `samples.txt` and onto the dashboard. In stream mode it carries the LSTM
 //! state from batch to batch, detached, and resets it every epoch. It saves step checkpoints
 //! (`training.checkpoint_every`, and on Ctrl-C) and resumes from one mid-epoch, skipping the
 //! batches already trained on; in stream mode the carried state restarts from zeros there.
@@ -23,6 +23,7 @@ use burn::train::{
 use data::{CharVocab, EpochOrder};
 use model::{LstmLanguageModel, LstmState, SamplingConfig};
 
+use crate::dashboard_sample::LatestSample;
 use crate::step_checkpoints::{Position, StepCheckpoints};
 
 /// Why the loop ended before its last epoch.
@@ -53,6 +54,8 @@ pub struct EpochSample {
     pub path: PathBuf,
     /// Print the sample too (off under the dashboard, which owns the terminal).
     pub print: bool,
+    /// Where the dashboard reads the newest sample.
+    pub latest: LatestSample,
 }
 
 /// Step checkpoints and where to resume.
@@ -108,8 +111,8 @@ impl RunStrategy {
         *self.early_end.lock().expect("not poisoned") = Some(why);
     }
 
-    /// Samples from the model and adds it to `samples.txt` under its epoch (dropping entries
-    /// of this epoch and later that a resumed run redoes).
+    /// Samples from the model, hands it to the dashboard and adds it to `samples.txt` under its
+    /// epoch (dropping entries of this epoch and later that a resumed run redoes).
     fn write_sample(&self, model: &LstmLanguageModel, epoch: usize) {
         let s = &self.options.sample;
         let mut text = s.vocab.decode(&s.prompt);
@@ -124,6 +127,7 @@ impl RunStrategy {
             eprintln!("warning: no sample after epoch {epoch}: {e}");
             return;
         }
+        s.latest.set(epoch, &text);
         if s.print {
             println!("sample after epoch {epoch}:\n{text}");
         }
@@ -276,6 +280,8 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
                 total_items: valid.num_items(),
             }));
             let model = learner.model().valid();
+            // Before validating, so the validation batches carry it to the dashboard.
+            self.write_sample(&model, epoch);
             let mut iterator = valid.iter();
             let mut iteration = 0;
             while let Some(item) = loaded(iterator.next(), &interrupter) {
@@ -303,7 +309,6 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             let stop = early_stopping
                 .as_mut()
                 .is_some_and(|s| s.should_stop(epoch, store));
-            self.write_sample(&model, epoch);
             if out_of_time {
                 self.end_early(EarlyEnd::TimeLimit { epoch });
                 break;

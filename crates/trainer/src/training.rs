@@ -19,6 +19,7 @@ use model::{FusedAdamConfig, LstmLanguageModel, TrainingOptions};
 use crate::checkpointer::AtomicCheckpointer;
 use crate::cli::TrainArgs;
 use crate::config::{DataMode, EXAMPLE_TEXT, LrSchedule, RunConfig};
+use crate::dashboard_sample::{LatestSample, SampleMetric};
 use crate::epoch_log::EpochLog;
 use crate::progress::PlainProgress;
 use crate::run_dir::RunDir;
@@ -153,7 +154,9 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
         sampling: config.sampling(),
         path: run.samples_path(),
         print: plain,
+        latest: LatestSample::default(),
     };
+    let sample_metric = SampleMetric::new(sample.latest.clone());
     let interrupted = Arc::new(AtomicBool::new(false));
     let resume_after = match resume {
         Some(ResumePoint::Step(step)) => Some(step),
@@ -183,6 +186,7 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
             PerplexityMetric::new(),
         ))
         .metric_train_numeric(LearningRateMetric::new())
+        .metric_valid(sample_metric)
         .with_custom_checkpointers(
             AtomicCheckpointer::new(run.checkpoint_dir(), "model"),
             AtomicCheckpointer::new(run.checkpoint_dir(), "optim"),
