@@ -165,6 +165,7 @@ mod tests {
     /// weights, to the last bit.
     #[test]
     fn matches_burn_adam_bit_for_bit() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(3);
         let ad = device.clone().autodiff();

@@ -148,6 +148,7 @@ mod tests {
     /// h' = 0.5 * tanh(1.3378347121) = 0.5 * 0.8711511895 = 0.4355755947.
     #[test]
     fn one_step_matches_hand_computed_values() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         let cell = cell_with(
             &device,
@@ -171,6 +172,7 @@ mod tests {
 
     #[test]
     fn init_follows_pytorch_bounds_and_forget_bias_option() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         let cell = LstmCellConfig::new(3, 4).init(&device);
         assert_eq!(cell.weight_ih.dims(), [16, 3]);

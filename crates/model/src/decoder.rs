@@ -181,6 +181,7 @@ mod tests {
     /// and smaller than the batch.
     #[test]
     fn steps_match_the_sequence_forward() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(9);
         for (layers, vocab) in [(1, 5), (2, 11), (3, 70)] {

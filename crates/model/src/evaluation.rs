@@ -132,6 +132,7 @@ mod tests {
 
     #[test]
     fn stream_loss_does_not_depend_on_how_the_text_is_chunked() {
+        let _rng = crate::test_support::device_rng();
         let lm = model();
         let whole = evaluate_stream(&lm, &TOKENS, 100);
         assert_eq!(whole.predictions, TOKENS.len() - 1);
@@ -149,6 +150,7 @@ mod tests {
 
     #[test]
     fn window_loss_is_the_mean_over_independent_windows() {
+        let _rng = crate::test_support::device_rng();
         let lm = model();
         let seq_len = 5;
         let batched = evaluate_windows(&lm, &TOKENS, seq_len, 2);

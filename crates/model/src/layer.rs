@@ -6,7 +6,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::cell::{LstmCell, LstmCellConfig};
-use crate::dropout::dropout;
+use crate::dropout::{dropout, locked_dropout};
 use crate::projection::fused_projection;
 use crate::recurrence::fused_recurrence;
 use crate::state::LstmState;
@@ -25,6 +25,10 @@ pub struct LstmConfig {
     /// it (training only; not after the last layer, as in PyTorch).
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// Draw that dropout's mask once per sequence and apply it at every step (variational
+    /// dropout, AWD-LSTM's locked dropout) instead of anew for every element.
+    #[config(default = false)]
+    pub variational_dropout: bool,
     /// The probability of zeroing each element of every layer's recurrent weights `weight_hh`,
     /// drawn once per forward pass (DropConnect on the recurrent weights, AWD-LSTM's "weight
     /// drop"; training only). It regularizes the recurrence itself, which dropout between
@@ -54,6 +58,9 @@ pub struct Lstm {
     pub layers: Vec<LstmCell>,
     /// Dropout between layers.
     pub dropout: Dropout,
+    /// Whether [`Lstm::dropout`] keeps one mask over all steps of a sequence.
+    #[module(skip)]
+    pub variational_dropout: bool,
     /// Dropout on every layer's recurrent weights, once per forward pass.
     pub weight_dropout: Dropout,
     /// How [`Lstm::forward`] runs the recurrence; not part of the weights.
@@ -79,6 +86,7 @@ impl LstmConfig {
         Lstm {
             layers,
             dropout: DropoutConfig::new(self.dropout).init(),
+            variational_dropout: self.variational_dropout,
             weight_dropout: DropoutConfig::new(self.weight_dropout).init(),
             implementation: LstmImplementation::default(),
         }
@@ -160,7 +168,12 @@ impl Lstm {
         let (mut x, last) = recurrence(bottom, weight_hh(bottom), projected, state, implementation);
         finals.push(last);
         for (layer, state) in layers {
-            let projected = project(layer, dropout(&self.dropout, x), implementation);
+            let input = if self.variational_dropout {
+                locked_dropout(&self.dropout, x)
+            } else {
+                dropout(&self.dropout, x)
+            };
+            let projected = project(layer, input, implementation);
             let (output, last) =
                 recurrence(layer, weight_hh(layer), projected, state, implementation);
             x = output;
@@ -258,12 +271,13 @@ mod tests {
         oracle
     }
 
-    fn random(shape: [usize; 2], device: &Device) -> Tensor<2> {
+    fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
         Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), device)
     }
 
     #[test]
     fn matches_burn_nn_lstm_with_copied_weights() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(11);
         for num_layers in [1, 2] {
@@ -271,11 +285,7 @@ mod tests {
                 let lstm = LstmConfig::new(INPUT, HIDDEN)
                     .with_num_layers(num_layers)
                     .init(&device);
-                let input = Tensor::<3>::random(
-                    [BATCH, SEQ, INPUT],
-                    Distribution::Uniform(-1.0, 1.0),
-                    &device,
-                );
+                let input = random([BATCH, SEQ, INPUT], &device);
                 let states: Option<Vec<LstmState>> = with_state.then(|| {
                     (0..num_layers)
                         .map(|_| LstmState {
@@ -348,6 +358,7 @@ mod tests {
 
     #[test]
     fn gradients_match_central_finite_differences() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(5);
         let ad = device.clone().autodiff();
@@ -355,18 +366,10 @@ mod tests {
         let lstm = LstmConfig::new(input_size, hidden)
             .with_num_layers(2)
             .init(&device);
-        let input = Tensor::<3>::random(
-            [batch, seq, input_size],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
-        );
+        let input = random([batch, seq, input_size], &device);
         let h0 = random([batch, hidden], &device);
         let c0 = random([batch, hidden], &device);
-        let r = Tensor::<3>::random(
-            [batch, seq, hidden],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
-        );
+        let r = random([batch, seq, hidden], &device);
         let s = random([batch, hidden], &device);
         let state = |h: Tensor<2>, c: Tensor<2>| {
             vec![
@@ -568,21 +571,14 @@ mod tests {
     /// implementations; the mask changes from one forward pass to the next.
     #[test]
     fn weight_dropout_is_a_masked_copy_of_the_recurrent_weights() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         let ad = device.clone().autodiff();
         let (batch, seq, input_size, hidden, prob) = (3, 5, 4, 6, 0.4);
         device.seed(31);
         let plain = LstmConfig::new(input_size, hidden).init(&device);
-        let input = Tensor::<3>::random(
-            [batch, seq, input_size],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
-        );
-        let r = Tensor::<3>::random(
-            [batch, seq, hidden],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
-        );
+        let input = random([batch, seq, input_size], &device);
+        let r = random([batch, seq, hidden], &device);
         let dropped_config = DropoutConfig::new(prob).init();
         let flat = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
         for implementation in [LstmImplementation::Auto, LstmImplementation::Composed] {
@@ -625,8 +621,56 @@ mod tests {
         }
     }
 
+    /// With variational dropout, layer 2 reads layer 1's output through one
+    /// `[batch, 1, hidden]` mask drawn from the same seed as here: the same outputs as the two
+    /// layers run one after the other with that mask between them. Both implementations.
+    #[test]
+    fn variational_dropout_masks_every_step_of_the_next_layer_alike() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let (batch, seq, input_size, hidden) = (3, 6, 4, 5);
+        device.seed(41);
+        let plain = LstmConfig::new(input_size, hidden)
+            .with_num_layers(2)
+            .init(&device);
+        let input = random([batch, seq, input_size], &device);
+        let between = DropoutConfig::new(0.5).init();
+        let single = |layer: &LstmCell, implementation| Lstm {
+            layers: vec![layer.clone()],
+            ..plain.clone().with_implementation(implementation)
+        };
+        for implementation in [LstmImplementation::Auto, LstmImplementation::Composed] {
+            let mut ours = plain.clone().with_implementation(implementation);
+            ours.dropout = between.clone();
+            ours.variational_dropout = true;
+            let ours = ours.fork(&ad).train();
+            ad.seed(5);
+            let (out, _) = ours.forward(input.clone().autodiff(), None);
+
+            ad.seed(5);
+            let mask = dropout(&between, Tensor::ones([batch, 1, hidden], &ad));
+            let (bottom, _) = single(&plain.layers[0], implementation).forward(input.clone(), None);
+            let (expected, _) = single(&plain.layers[1], implementation)
+                .forward(bottom * mask.clone().without_autodiff(), None);
+
+            let zeros = mask
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .filter(|&&m| m == 0.0)
+                .count();
+            assert!(zeros > 0 && zeros < batch * hidden, "{zeros} zeros");
+            out.without_autodiff()
+                .into_data()
+                .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+        }
+    }
+
     #[test]
     fn fused_op_matches_composed_ops_in_values_and_every_gradient() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(23);
         // (batch, seq_len, input, hidden, layers), including batch 1 and seq_len 1.
@@ -640,22 +684,14 @@ mod tests {
             let lstm = LstmConfig::new(input_size, hidden)
                 .with_num_layers(layers)
                 .init(&device);
-            let input = Tensor::<3>::random(
-                [batch, seq, input_size],
-                Distribution::Uniform(-1.0, 1.0),
-                &device,
-            );
+            let input = random([batch, seq, input_size], &device);
             let states: Vec<LstmState> = (0..layers)
                 .map(|_| LstmState {
                     hidden: random([batch, hidden], &device),
                     cell: random([batch, hidden], &device),
                 })
                 .collect();
-            let r = Tensor::<3>::random(
-                [batch, seq, hidden],
-                Distribution::Uniform(-1.0, 1.0),
-                &device,
-            );
+            let r = random([batch, seq, hidden], &device);
             let s = random([batch, hidden], &device);
             let fused = run_everything(&lstm, &input, &states, &r, &s, LstmImplementation::Auto);
             let composed =

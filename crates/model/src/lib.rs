@@ -19,6 +19,8 @@ mod projection;
 mod recurrence;
 mod sampling;
 mod state;
+#[cfg(test)]
+mod test_support;
 mod train;
 
 pub use adam::{FusedAdam, FusedAdamConfig};

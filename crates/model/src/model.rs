@@ -28,6 +28,10 @@ pub struct LstmLanguageModelConfig {
     /// Dropout between LSTM layers (training only).
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// Draw the dropout between layers once per sequence for all its steps (variational
+    /// dropout) instead of for every element.
+    #[config(default = false)]
+    pub variational_dropout: bool,
     /// Dropout on every LSTM layer's recurrent weights, drawn once per forward pass
     /// (AWD-LSTM's weight drop; training only).
     #[config(default = 0.0)]
@@ -68,6 +72,7 @@ impl LstmLanguageModelConfig {
             lstm: LstmConfig::new(self.embedding_dim, self.hidden_dim)
                 .with_num_layers(self.num_layers)
                 .with_dropout(self.dropout)
+                .with_variational_dropout(self.variational_dropout)
                 .with_weight_dropout(self.weight_dropout)
                 .with_forget_bias(self.forget_bias)
                 .init(device),
@@ -176,6 +181,7 @@ mod tests {
     /// them alone outside training (so evaluation and generation are deterministic).
     #[test]
     fn output_dropout_applies_in_training_only() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex().autodiff();
         let config = LstmLanguageModelConfig::new(5)
             .with_embedding_dim(8)

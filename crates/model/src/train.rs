@@ -149,6 +149,7 @@ mod tests {
 
     #[test]
     fn the_carried_state_is_detached_and_continues_the_sequence() {
+        let _rng = crate::test_support::device_rng();
         let device = Device::flex().autodiff();
         device.seed(3);
         let lm = LstmLanguageModelConfig::new(5)

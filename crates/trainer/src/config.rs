@@ -31,6 +31,10 @@ pub struct ModelSection {
     pub num_layers: usize,
     /// Dropout between LSTM layers, in [0, 1).
     pub dropout: f64,
+    /// Draw that dropout's mask once per window for all its steps (variational dropout).
+    /// Runs saved before this key existed read it as false.
+    #[serde(default)]
+    pub variational_dropout: bool,
     /// Start the forget-gate biases at 1.
     pub forget_bias: bool,
     /// Dropout on the top layer's output before the output layer, in [0, 1) (char-rnn's
@@ -154,6 +158,7 @@ impl Default for RunConfig {
                 hidden_dim: 512,
                 num_layers: 2,
                 dropout: 0.0,
+                variational_dropout: false,
                 forget_bias: false,
                 output_dropout: 0.0,
                 weight_dropout: 0.0,
@@ -306,6 +311,7 @@ impl RunConfig {
             .with_hidden_dim(m.hidden_dim)
             .with_num_layers(m.num_layers)
             .with_dropout(m.dropout)
+            .with_variational_dropout(m.variational_dropout)
             .with_forget_bias(m.forget_bias)
             .with_output_dropout(m.output_dropout)
             .with_weight_dropout(m.weight_dropout)
@@ -466,8 +472,9 @@ mod tests {
         );
     }
 
-    /// A run saved before `training.checkpoint_every`, `model.output_dropout` and
-    /// `model.weight_dropout` existed still loads, with their defaults.
+    /// A run saved before `training.checkpoint_every`, `model.output_dropout`,
+    /// `model.weight_dropout` and `model.variational_dropout` existed still loads, with their
+    /// defaults.
     #[test]
     fn saved_runs_without_later_keys_load_with_the_defaults() {
         let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
@@ -475,6 +482,7 @@ mod tests {
             ("training", "checkpoint_every"),
             ("model", "output_dropout"),
             ("model", "weight_dropout"),
+            ("model", "variational_dropout"),
         ] {
             let removed = table[section].as_table_mut().unwrap().remove(key);
             assert!(removed.is_some(), "{section}.{key}");
@@ -484,15 +492,18 @@ mod tests {
         assert_eq!(config.training.checkpoint_every, 500);
         assert_eq!(config.model.output_dropout, 0.0);
         assert_eq!(config.model.weight_dropout, 0.0);
+        assert!(!config.model.variational_dropout);
         let sets = [
             "training.checkpoint_every=7".into(),
             "model.output_dropout=0.3".into(),
             "model.weight_dropout=0.2".into(),
+            "model.variational_dropout=true".into(),
         ];
         let set = RunConfig::resolve(None, &sets).unwrap();
         assert_eq!(set.training.checkpoint_every, 7);
         assert_eq!(set.model.output_dropout, 0.3);
         assert_eq!(set.model.weight_dropout, 0.2);
+        assert!(set.model.variational_dropout);
     }
 
     #[test]
