@@ -5,6 +5,10 @@
 //! values in the same pass, split over the cores. It computes what Burn's does, operation for
 //! operation, and keeps its state as Burn's `AdamState`, so checkpoints written with either
 //! load in the other. On other backends it is Burn's `Adam`.
+//!
+//! With `weight_decay` it is AdamW (Loshchilov and Hutter; PyTorch's `AdamW`): every parameter
+//! is first scaled by `1 - lr * weight_decay`, then takes Adam's step. The decay is decoupled
+//! from the moments, so the moment state stays Adam's.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -29,6 +33,9 @@ pub struct FusedAdamConfig {
     /// Added to the root of the second moment.
     #[config(default = 1e-8)]
     pub epsilon: f32,
+    /// Decoupled weight decay (AdamW), applied to every parameter; 0 is plain Adam.
+    #[config(default = 0.0)]
+    pub weight_decay: f32,
 }
 
 impl FusedAdamConfig {
@@ -38,6 +45,7 @@ impl FusedAdamConfig {
             beta_1: self.beta_1,
             beta_2: self.beta_2,
             epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
             composed: AdamConfig::new()
                 .with_beta_1(self.beta_1)
                 .with_beta_2(self.beta_2)
@@ -47,12 +55,13 @@ impl FusedAdamConfig {
     }
 }
 
-/// Adam (no weight decay, no AMSGrad), fused on flex.
+/// Adam or AdamW (no AMSGrad), fused on flex.
 #[derive(Clone)]
 pub struct FusedAdam {
     beta_1: f32,
     beta_2: f32,
     epsilon: f32,
+    weight_decay: f32,
     /// Burn's Adam with the same settings, for other backends.
     composed: Adam,
 }
@@ -69,7 +78,11 @@ impl Optimizer for FusedAdam {
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         match self.fused_step(lr, &tensor, &grad, state.as_ref()) {
             Some((tensor, state)) => (tensor, Some(state)),
-            None => self.composed.step(lr, tensor, grad, state),
+            None if self.weight_decay == 0.0 => self.composed.step(lr, tensor, grad, state),
+            None => {
+                let decayed = tensor.mul_scalar(self.decay(lr));
+                self.composed.step(lr, decayed, grad, state)
+            }
         }
     }
 
@@ -79,6 +92,11 @@ impl Optimizer for FusedAdam {
 }
 
 impl FusedAdam {
+    /// What each parameter is scaled by before the step.
+    fn decay(&self, lr: LearningRate) -> f32 {
+        1.0 - lr as f32 * self.weight_decay
+    }
+
     /// The step on flex tensors; `None` elsewhere.
     fn fused_step<const D: usize>(
         &self,
@@ -110,6 +128,7 @@ impl FusedAdam {
         let bias_correction2_sqrt = (1.0 - b2.powi(time as i32)).sqrt();
         let combined_factor = bias_correction2_sqrt / (1.0 - b1.powi(time as i32));
         let epsilon = self.epsilon * bias_correction2_sqrt;
+        let decay = self.decay(lr);
         let lr = lr as f32;
         let (mut new_param, mut new_m, mut new_v) =
             (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
@@ -134,7 +153,8 @@ impl FusedAdam {
                         v[i] * b2 + g * g * (1.0 - b2)
                     };
                     let update = m * combined_factor / (v.sqrt() + epsilon);
-                    (p_out[k], m_out[k], v_out[k]) = (param[i] - update * lr, m, v);
+                    // `x * 1.0 == x`, so without decay this is Adam's step bit for bit.
+                    (p_out[k], m_out[k], v_out[k]) = (param[i] * decay - update * lr, m, v);
                 }
             });
         let shape = tensor.shape();
@@ -158,40 +178,110 @@ mod tests {
     use super::*;
     use burn::module::Param;
     use burn::nn::{Linear, LinearConfig};
-    use burn::optim::GradientsParams;
+    use burn::optim::{AdamWConfig, GradientsParams};
     use burn::tensor::Distribution;
+
+    /// The weights of a `Linear` after each of four steps of `ours` and of `theirs` from the
+    /// same start and inputs, on `device`; the rate grows from 0.01 to 0.04.
+    fn weights_per_step(
+        device: Device,
+        seed: u64,
+        mut ours: ModuleOptimizer,
+        mut theirs: ModuleOptimizer,
+    ) -> Vec<(Vec<f32>, Vec<f32>)> {
+        device.seed(seed);
+        let ad = device.autodiff();
+        let start: Linear = LinearConfig::new(37, 19).init(&ad);
+        let (mut a, mut b) = (start.clone(), start);
+        (1..=4)
+            .map(|step| {
+                let input = Tensor::<2>::random([5, 37], Distribution::Uniform(-1.0, 1.0), &ad);
+                let grads_of = |model: &Linear| {
+                    let loss = model.forward(input.clone()).powf_scalar(2.0).sum();
+                    GradientsParams::from_grads(loss.backward(), model)
+                };
+                let lr = 1e-2 * step as f64;
+                let (g_a, g_b) = (grads_of(&a), grads_of(&b));
+                a = ours.step(lr, a.clone(), g_a);
+                b = theirs.step(lr, b.clone(), g_b);
+                (weights(&a), weights(&b))
+            })
+            .collect()
+    }
+
+    fn weights(model: &Linear) -> Vec<f32> {
+        let bias = model.bias.as_ref().map(Param::val).unwrap();
+        [model.weight.val().into_data(), bias.into_data()]
+            .iter()
+            .flat_map(|d| d.try_to_vec::<f32>().unwrap())
+            .collect()
+    }
 
     /// A few steps of ours and of Burn's Adam from the same weights and gradients give the same
     /// weights, to the last bit.
     #[test]
     fn matches_burn_adam_bit_for_bit() {
         let _rng = crate::test_support::device_rng();
-        let device = Device::flex();
-        device.seed(3);
-        let ad = device.clone().autodiff();
-        let start: Linear = LinearConfig::new(37, 19).init(&ad);
         let config = FusedAdamConfig::new();
-        let mut fused = config.init();
-        let mut burn = AdamConfig::new().with_epsilon(config.epsilon).init();
-        let (mut ours, mut theirs) = (start.clone(), start);
-        for step in 0..4 {
-            let input = Tensor::<2>::random([5, 37], Distribution::Uniform(-1.0, 1.0), &ad);
-            let grads_of = |model: &Linear| {
-                let loss = model.forward(input.clone()).powf_scalar(2.0).sum();
-                GradientsParams::from_grads(loss.backward(), model)
-            };
-            let lr: f64 = 1e-2 * (step + 1) as f64;
-            let (g_ours, g_theirs) = (grads_of(&ours), grads_of(&theirs));
-            ours = fused.step(lr, ours, g_ours);
-            theirs = burn.step(lr, theirs, g_theirs);
-            let weights = |m: &Linear| -> Vec<f32> {
-                let bias = m.bias.as_ref().map(Param::val).unwrap();
-                [m.weight.val().into_data(), bias.into_data()]
-                    .iter()
-                    .flat_map(|d| d.try_to_vec::<f32>().unwrap())
-                    .collect()
-            };
-            assert_eq!(weights(&ours), weights(&theirs), "step {step}");
+        let burn = AdamConfig::new().with_epsilon(config.epsilon).init();
+        for (step, (ours, theirs)) in weights_per_step(Device::flex(), 3, config.init(), burn)
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(ours, theirs, "step {step}");
+        }
+    }
+
+    /// With weight decay, a few steps of ours and of Burn's `AdamW` from the same weights and
+    /// gradients agree to float rounding (their bias corrections are written differently), on
+    /// flex (the fused pass) and on ndarray (Burn's Adam after the decay).
+    #[test]
+    #[allow(deprecated)] // ndarray stands for every backend that is not flex
+    fn weight_decay_matches_burn_adamw() {
+        let _rng = crate::test_support::device_rng();
+        let config = FusedAdamConfig::new().with_weight_decay(0.5);
+        for device in [Device::flex(), Device::ndarray()] {
+            let burn = AdamWConfig::new()
+                .with_epsilon(config.epsilon)
+                .with_weight_decay(config.weight_decay)
+                .init();
+            let name = format!("{device:?}");
+            for (step, (ours, theirs)) in weights_per_step(device, 5, config.init(), burn)
+                .into_iter()
+                .enumerate()
+            {
+                for (a, b) in ours.into_iter().zip(theirs) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                        "{name} step {step}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Where the gradient is zero Adam's step is zero, so only the decay moves a weight:
+    /// after steps at rates `lr_1, lr_2, ...` it is `w * (1 - lr_1 * wd) * (1 - lr_2 * wd) ...`.
+    #[test]
+    #[allow(deprecated)] // ndarray stands for every backend that is not flex
+    fn weight_decay_alone_shrinks_by_one_minus_lr_times_decay() {
+        for device in [Device::flex(), Device::ndarray()] {
+            let ad = device.clone().autodiff();
+            let mut model: Linear = LinearConfig::new(3, 2).init(&ad);
+            let mut expected = weights(&model);
+            let mut optim = FusedAdamConfig::new().with_weight_decay(0.1).init();
+            for lr in [0.5, 0.25, 0.125] {
+                let loss = model
+                    .forward(Tensor::<2>::ones([1, 3], &ad))
+                    .sum()
+                    .mul_scalar(0.0);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                for w in &mut expected {
+                    *w *= 1.0 - lr as f32 * 0.1;
+                }
+                assert_eq!(weights(&model), expected, "{device:?} at rate {lr}");
+            }
         }
     }
 }

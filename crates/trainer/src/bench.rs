@@ -18,8 +18,7 @@ use burn::tensor::{Device, Int, Tensor};
 use burn::train::TrainStep;
 use data::{CharVocab, TextSplit, TextWindows, WindowBatcher};
 use model::{
-    FusedAdamConfig, LstmImplementation, LstmLanguageModel, SamplingConfig, SequenceBatch,
-    TrainingOptions,
+    LstmImplementation, LstmLanguageModel, SamplingConfig, SequenceBatch, TrainingOptions,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -77,7 +76,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 .then_some(config.training.grad_clip_norm),
         });
     lm.lstm = lm.lstm.with_implementation(implementation);
-    let mut optim = FusedAdamConfig::new().init();
+    let mut optim = config.optimizer().init();
     let step_time = median_step_time(args, || {
         let output = TrainStep::step(&lm, batches.next());
         lm = lm.clone().optimize(

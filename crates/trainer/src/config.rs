@@ -96,6 +96,11 @@ pub struct TrainingSection {
     pub lr_schedule: LrSchedule,
     /// Clip the gradients' global L2 norm to this; 0 turns clipping off.
     pub grad_clip_norm: f64,
+    /// AdamW's decoupled weight decay: every step scales every parameter by
+    /// `1 - learning_rate * weight_decay` before Adam's update; 0 is plain Adam. Runs saved
+    /// before this key existed read it as 0.
+    #[serde(default)]
+    pub weight_decay: f64,
     /// Seeds the weights and the order of the windows.
     pub seed: u64,
     /// Threads that build validation batches. Training batches come from one thread, in an
@@ -178,6 +183,7 @@ impl Default for RunConfig {
                 learning_rate: 1e-3,
                 lr_schedule: LrSchedule::Constant,
                 grad_clip_norm: 5.0,
+                weight_decay: 0.0,
                 seed: 42,
                 num_workers: 1,
                 time_limit: String::new(),
@@ -270,6 +276,17 @@ impl RunConfig {
                 t.grad_clip_norm
             );
         }
+        // At `learning_rate * weight_decay >= 1` the decay would flip or zero every weight.
+        if !(t.weight_decay.is_finite()
+            && t.weight_decay >= 0.0
+            && t.weight_decay * t.learning_rate < 1.0)
+        {
+            bail!(
+                "training.weight_decay = {}: expected a number >= 0 whose product with training.learning_rate ({}) is below 1",
+                t.weight_decay,
+                t.learning_rate
+            );
+        }
         positive("training.num_workers", t.num_workers)?;
         self.time_limit()?;
         positive("generate.length", g.length)?;
@@ -315,6 +332,12 @@ impl RunConfig {
             .with_forget_bias(m.forget_bias)
             .with_output_dropout(m.output_dropout)
             .with_weight_dropout(m.weight_dropout)
+    }
+
+    /// The optimizer: PyTorch's Adam defaults, so runs compare with the reference, and
+    /// `training.weight_decay`.
+    pub fn optimizer(&self) -> model::FusedAdamConfig {
+        model::FusedAdamConfig::new().with_weight_decay(self.training.weight_decay as f32)
     }
 
     /// The text file, or `None` for the built-in example.
@@ -472,14 +495,15 @@ mod tests {
         );
     }
 
-    /// A run saved before `training.checkpoint_every`, `model.output_dropout`,
-    /// `model.weight_dropout` and `model.variational_dropout` existed still loads, with their
-    /// defaults.
+    /// A run saved before `training.checkpoint_every`, `training.weight_decay`,
+    /// `model.output_dropout`, `model.weight_dropout` and `model.variational_dropout` existed
+    /// still loads, with their defaults.
     #[test]
     fn saved_runs_without_later_keys_load_with_the_defaults() {
         let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
         for (section, key) in [
             ("training", "checkpoint_every"),
+            ("training", "weight_decay"),
             ("model", "output_dropout"),
             ("model", "weight_dropout"),
             ("model", "variational_dropout"),
@@ -490,17 +514,21 @@ mod tests {
         let file = write(&toml::to_string(&table).unwrap());
         let config = RunConfig::load(file.path()).unwrap();
         assert_eq!(config.training.checkpoint_every, 500);
+        assert_eq!(config.training.weight_decay, 0.0);
         assert_eq!(config.model.output_dropout, 0.0);
         assert_eq!(config.model.weight_dropout, 0.0);
         assert!(!config.model.variational_dropout);
         let sets = [
             "training.checkpoint_every=7".into(),
+            "training.weight_decay=0.1".into(),
             "model.output_dropout=0.3".into(),
             "model.weight_dropout=0.2".into(),
             "model.variational_dropout=true".into(),
         ];
         let set = RunConfig::resolve(None, &sets).unwrap();
         assert_eq!(set.training.checkpoint_every, 7);
+        assert_eq!(set.training.weight_decay, 0.1);
+        assert_eq!(set.optimizer().weight_decay, 0.1);
         assert_eq!(set.model.output_dropout, 0.3);
         assert_eq!(set.model.weight_dropout, 0.2);
         assert!(set.model.variational_dropout);
@@ -556,6 +584,8 @@ mod tests {
             ("model.output_dropout=-0.5", "model.output_dropout"),
             ("model.weight_dropout=1", "model.weight_dropout"),
             ("training.learning_rate=0", "training.learning_rate"),
+            ("training.weight_decay=-0.1", "training.weight_decay"),
+            ("training.weight_decay=2000", "training.weight_decay"),
             ("data.valid_fraction=-0.1", "data.valid_fraction"),
             ("generate.top_p=2", "top_p"),
         ] {

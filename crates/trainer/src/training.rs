@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric, PerplexityMetric};
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use data::{CharVocab, EpochShuffled, TextSplit, TextWindows, WindowBatcher};
-use model::{FusedAdamConfig, LstmLanguageModel, TrainingOptions};
+use model::{LstmLanguageModel, TrainingOptions};
 
 use crate::checkpointer::AtomicCheckpointer;
 use crate::cli::TrainArgs;
@@ -134,8 +134,7 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
         .num_workers(t.num_workers)
         .build(valid_windows);
 
-    // PyTorch's Adam defaults, so runs compare with the reference.
-    let optim = FusedAdamConfig::new().init();
+    let optim = config.optimizer().init();
     let steps = t.epochs * batches_per_epoch;
     let schedule: ModuleLrScheduler = match t.lr_schedule {
         LrSchedule::Constant => t.learning_rate.into(),
