@@ -262,7 +262,7 @@ mod tests {
             let train =
                 TextWindows::new(tokens.clone(), split.train.clone(), 17, 4, "training").unwrap();
             let last = train.start(train.len() - 1);
-            assert!(last + 17 + 1 <= split.train.end);
+            assert!(last + 17 < split.train.end);
             let valid = TextWindows::new(tokens.clone(), split.valid.clone(), 17, 17, "validation")
                 .unwrap();
             assert!(valid.start(0) >= split.train.end);

@@ -164,10 +164,10 @@ mod tests {
         let tol = Tolerance::absolute(1e-6);
         next.cell
             .into_data()
-            .assert_approx_eq::<f32>(&TensorData::from([[1.3378347121f32]]), tol);
+            .assert_approx_eq::<f32>(&TensorData::from([[1.337_834_7_f32]]), tol);
         next.hidden
             .into_data()
-            .assert_approx_eq::<f32>(&TensorData::from([[0.4355755947f32]]), tol);
+            .assert_approx_eq::<f32>(&TensorData::from([[0.435_575_6_f32]]), tol);
     }
 
     #[test]

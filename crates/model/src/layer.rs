@@ -429,37 +429,37 @@ mod tests {
                 .into_data()
                 .try_to_vec()
                 .unwrap();
-            for i in 0..g_ih.len() {
+            for (i, &grad) in g_ih.iter().enumerate() {
                 let mut plus = lstm.clone();
                 plus.layers[l].weight_ih = perturbed(&lstm.layers[l].weight_ih, i, eps);
                 let mut minus = lstm.clone();
                 minus.layers[l].weight_ih = perturbed(&lstm.layers[l].weight_ih, i, -eps);
                 check(
-                    g_ih[i],
+                    grad,
                     value(&plus, input.clone(), h0.clone()),
                     value(&minus, input.clone(), h0.clone()),
                     "weight_ih",
                 );
             }
-            for i in 0..g_hh.len() {
+            for (i, &grad) in g_hh.iter().enumerate() {
                 let mut plus = lstm.clone();
                 plus.layers[l].weight_hh = perturbed(&lstm.layers[l].weight_hh, i, eps);
                 let mut minus = lstm.clone();
                 minus.layers[l].weight_hh = perturbed(&lstm.layers[l].weight_hh, i, -eps);
                 check(
-                    g_hh[i],
+                    grad,
                     value(&plus, input.clone(), h0.clone()),
                     value(&minus, input.clone(), h0.clone()),
                     "weight_hh",
                 );
             }
-            for i in 0..g_b.len() {
+            for (i, &grad) in g_b.iter().enumerate() {
                 let mut plus = lstm.clone();
                 plus.layers[l].bias_hh = perturbed(&lstm.layers[l].bias_hh, i, eps);
                 let mut minus = lstm.clone();
                 minus.layers[l].bias_hh = perturbed(&lstm.layers[l].bias_hh, i, -eps);
                 check(
-                    g_b[i],
+                    grad,
                     value(&plus, input.clone(), h0.clone()),
                     value(&minus, input.clone(), h0.clone()),
                     "bias_hh",
