@@ -534,6 +534,23 @@ mod tests {
         assert!(set.model.variational_dropout);
     }
 
+    /// Every config the repository ships resolves: a misspelt key or a value out of range in
+    /// one would otherwise surface only when a user runs it.
+    #[test]
+    fn shipped_configs_resolve() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                RunConfig::resolve(Some(&path), &[])
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4, "{checked} configs in {}", dir.display());
+    }
+
     #[test]
     fn precedence_is_defaults_then_file_then_set() {
         let file = write("[training]\nepochs = 3\nlearning_rate = 0.01\n");
