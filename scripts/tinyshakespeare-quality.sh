@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains configs/tinyshakespeare.toml (stream mode, 2 x 512, variational dropout 0.3, AdamW with
-# weight decay 0.1, cosine schedule over 10 epochs) on ../shared's copy of tiny-shakespeare, then
+# weight decay 0.2, cosine schedule over 10 epochs) on ../shared's copy of tiny-shakespeare, then
 # measures the validation loss (last 10% of the text) with `trainer eval` in both modes and
 # prints a 500-character sample.
 #
