@@ -23,6 +23,6 @@ done
 
 for batch in 32 128; do
   "$bin" bench --backend wgpu --config configs/default.toml --set "data.path=\"$text\"" \
-    --set training.batch_size=$batch --steps 20 --sample-length 50
+    --set training.batch_size=$batch --warmup 10 --steps 20 --sample-length 50
   python3 scripts/gpu_pytorch_speed.py "$text" --batch $batch
 done
