@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # On a machine with an NVIDIA GPU: checks the wgpu backend on it (a short training run, then
 # `eval` of the same weights on wgpu and on flex must agree) and times training of the default
-# model size on tiny-shakespeare at batch 32 and at batch 128, ours on wgpu (Vulkan) and PyTorch
-# with cuDNN, one after the other.
+# model size on tiny-shakespeare at batch 32 and at batch 128, ours on wgpu (Vulkan) with the
+# recurrence kernel and with composed ops (scripts/wgpu-recurrence-bench.sh), and PyTorch with
+# cuDNN, one after the other.
 #
 #   BIN=target/release/trainer TEXT=../shared/datasets/tinyshakespeare.txt scripts/gpu-bench.sh
 #
 # Needs a Vulkan loader (libvulkan1) and PyTorch with CUDA. To time Burn's kernel fusion and
 # autotuning, pass a binary built with `cargo build --release -p trainer --features
-# fusion,autotune` as BIN.
+# fusion,autotune` as BIN (its wgpu backend is Burn's fusion backend, where both `--lstm`
+# choices run the composed ops).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-target/release/trainer}
@@ -22,7 +24,6 @@ for backend in wgpu flex; do
 done
 
 for batch in 32 128; do
-  "$bin" bench --backend wgpu --config configs/default.toml --set "data.path=\"$text\"" \
-    --set training.batch_size=$batch --warmup 10 --steps 20 --sample-length 50
+  BIN=$bin TEXT=$text scripts/wgpu-recurrence-bench.sh "$batch" 20
   python3 scripts/gpu_pytorch_speed.py "$text" --batch $batch
 done

@@ -43,7 +43,8 @@ pub struct LstmConfig {
 /// How [`Lstm`] runs each layer's recurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LstmImplementation {
-    /// The fused sequence op where the backend has one (flex), composed tensor ops elsewhere.
+    /// The fused sequence op where the backend has one (flex; wgpu without fusion, with the
+    /// `wgpu` feature), composed tensor ops elsewhere.
     #[default]
     Auto,
     /// Composed tensor ops on every backend: the reference the fused op is tested against.
@@ -213,6 +214,7 @@ fn recurrence(
     let seq_len = projected.dims()[1];
     if implementation == LstmImplementation::Auto
         && let Some(packed) = fused_recurrence(&projected, &weight_hh, &state.hidden, &state.cell)
+            .or_else(|| gpu_recurrence(&projected, &weight_hh, &state.hidden, &state.cell))
     {
         let hidden = packed.clone().narrow(1, 0, seq_len);
         let last = LstmState {
@@ -229,6 +231,22 @@ fn recurrence(
         outputs.push(state.hidden.clone());
     }
     (Tensor::stack(outputs, 1), state)
+}
+
+/// The recurrence as one kernel on Burn's CubeCL backend, where this build has it.
+fn gpu_recurrence(
+    projected: &Tensor<3>,
+    weight_hh: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+) -> Option<Tensor<3>> {
+    #[cfg(feature = "wgpu")]
+    return crate::cube_recurrence::cube_recurrence(projected, weight_hh, h0, c0);
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = (projected, weight_hh, h0, c0);
+        None
+    }
 }
 
 #[cfg(test)]
@@ -668,8 +686,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fused_op_matches_composed_ops_in_values_and_every_gradient() {
+    /// The fused op on `fused_device` (tensors made on flex and moved there) against composed
+    /// ops on flex, in outputs, final states and every gradient, on random shapes.
+    fn assert_fused_matches_composed(fused_device: &Device) {
         let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(23);
@@ -680,6 +699,8 @@ mod tests {
             (4, 1, 2, 3, 2),
             (3, 7, 5, 8, 3),
             (5, 3, 9, 4, 1),
+            // More hidden units than a GPU cube has threads, so each thread takes several.
+            (2, 3, 4, 300, 1),
         ] {
             let lstm = LstmConfig::new(input_size, hidden)
                 .with_num_layers(layers)
@@ -693,7 +714,21 @@ mod tests {
                 .collect();
             let r = random([batch, seq, hidden], &device);
             let s = random([batch, hidden], &device);
-            let fused = run_everything(&lstm, &input, &states, &r, &s, LstmImplementation::Auto);
+            let moved: Vec<LstmState> = states
+                .iter()
+                .map(|st| LstmState {
+                    hidden: st.hidden.clone().to_device(fused_device),
+                    cell: st.cell.clone().to_device(fused_device),
+                })
+                .collect();
+            let fused = run_everything(
+                &lstm,
+                &input.clone().to_device(fused_device),
+                &moved,
+                &r.clone().to_device(fused_device),
+                &s.clone().to_device(fused_device),
+                LstmImplementation::Auto,
+            );
             let composed =
                 run_everything(&lstm, &input, &states, &r, &s, LstmImplementation::Composed);
             for ((name, a), (_, b)) in fused.iter().zip(&composed) {
@@ -706,5 +741,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fused_op_matches_composed_ops_in_values_and_every_gradient() {
+        assert_fused_matches_composed(&Device::flex());
+    }
+
+    /// The GPU kernel (wgpu: lavapipe on a machine without a GPU) against composed ops on flex.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn gpu_kernel_matches_composed_ops_in_values_and_every_gradient() {
+        let wgpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+        // The kernel, not the composed fallback, is what runs there, with autodiff and without.
+        for device in [wgpu.clone(), wgpu.clone().autodiff()] {
+            let zeros = |dims: [usize; 2]| Tensor::<2>::zeros(dims, &device);
+            let projected = Tensor::<3>::zeros([2, 3, 8], &device);
+            let found = gpu_recurrence(&projected, &zeros([8, 2]), &zeros([2, 2]), &zeros([2, 2]));
+            assert!(found.is_some(), "no kernel on {device:?}");
+        }
+        assert_fused_matches_composed(&wgpu);
     }
 }

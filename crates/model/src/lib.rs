@@ -7,6 +7,8 @@ mod widened;
 mod adam;
 mod batch;
 mod cell;
+#[cfg(feature = "wgpu")]
+mod cube_recurrence;
 mod decoder;
 mod dropout;
 mod evaluation;

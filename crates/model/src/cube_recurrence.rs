@@ -1,0 +1,433 @@
+//! One LSTM layer's recurrence over a whole sequence as a single GPU kernel launch with its own
+//! backward, on Burn's CubeCL backend (wgpu, and cuda where built) without kernel fusion.
+//!
+//! Composed tensor ops launch several small kernels per time step and layer, so on a GPU the
+//! step time is launch-bound. Here one cube (workgroup) per batch row runs the whole time loop:
+//! `h_{t-1}` sits in shared memory, each unit computes its four gate sums against `W_hh^T`
+//! (read coalesced across units), the nonlinearities and the cell update, and one barrier per
+//! step hands `h_t` on. The backward is one launch of the same shape over time in reverse, with
+//! the gate gradients of step `t + 1` in shared memory; `dW_hh` is then one matrix product
+//! over every step, on the backend's own matmul.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::{DType, Shape, Tensor};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::{CubeCount, CubeDim};
+
+use kernels::{backward_kernel, forward_kernel};
+
+/// Units per cube at most; each strides over the hidden units.
+const MAX_THREADS: u32 = 256;
+
+/// Runs the recurrence as one kernel when the tensors are `f32` on Burn's CubeCL backend (with
+/// or without autodiff, without gradient checkpointing) and the backward's shared memory fits
+/// the device; `None` elsewhere. Inputs and output as in
+/// [`crate::recurrence::fused_recurrence`]: the output is `[batch, seq_len + 1, hidden]`,
+/// `h_1 .. h_T` followed by the final cell state `c_T`.
+pub(crate) fn cube_recurrence(
+    projected: &Tensor<3>,
+    weight_hh: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+) -> Option<Tensor<3>> {
+    if projected.device().is_autodiff() {
+        let p = projected.clone().autodiff();
+        let p = p.try_into_primitive::<Autodiff<CubeBackend>>().ok()?;
+        let w = weight_hh.clone().autodiff();
+        let w = w.try_into_primitive::<Autodiff<CubeBackend>>().ok()?;
+        let h = h0.clone().autodiff();
+        let h = h.try_into_primitive::<Autodiff<CubeBackend>>().ok()?;
+        let c = c0.clone().autodiff();
+        let c = c.try_into_primitive::<Autodiff<CubeBackend>>().ok()?;
+        if !applies(p.primitive(), w.primitive()) {
+            return None;
+        }
+        let prep =
+            RecurrenceNode.prepare::<NoCheckpointing>([p.node(), w.node(), h.node(), c.node()]);
+        let inputs = Inputs {
+            weight_hh: w.primitive().clone(),
+            h0: h.primitive().clone(),
+            c0: c.primitive().clone(),
+        };
+        let out = match prep.compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (output, activations) = forward(p.primitive().clone(), &inputs);
+                prep.finish(
+                    Saved {
+                        inputs,
+                        output: output.clone(),
+                        activations,
+                    },
+                    output,
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(p.primitive().clone(), &inputs).0),
+        };
+        Some(Tensor::from_primitive::<Autodiff<CubeBackend>>(out))
+    } else {
+        let p = projected.clone().try_into_primitive::<CubeBackend>().ok()?;
+        let w = weight_hh.clone().try_into_primitive::<CubeBackend>().ok()?;
+        if !applies(&p, &w) {
+            return None;
+        }
+        let inputs = Inputs {
+            weight_hh: w,
+            h0: h0.clone().try_into_primitive::<CubeBackend>().ok()?,
+            c0: c0.clone().try_into_primitive::<CubeBackend>().ok()?,
+        };
+        Some(Tensor::from_primitive::<CubeBackend>(forward(p, &inputs).0))
+    }
+}
+
+/// `f32` only, and the backward's two `4 * hidden` rows of gate gradients must fit in shared
+/// memory.
+fn applies(projected: &CubeTensor, weight_hh: &CubeTensor) -> bool {
+    let hidden = weight_hh.meta.shape()[1];
+    let shared = projected
+        .client
+        .properties()
+        .hardware
+        .max_shared_memory_size;
+    projected.dtype == DType::F32 && weight_hh.dtype == DType::F32 && 8 * hidden * 4 <= shared
+}
+
+/// The recurrence's inputs other than `projected`, which the backward does not need.
+#[derive(Debug, Clone)]
+struct Inputs {
+    weight_hh: CubeTensor,
+    h0: CubeTensor,
+    c0: CubeTensor,
+}
+
+/// What the forward keeps for the backward: gate activations `i, f, g, o`
+/// (`[batch, steps, 4 * hidden]`) and cell states `c_1 .. c_T` (`[batch, steps, hidden]`).
+#[derive(Debug, Clone)]
+struct Activations {
+    gates: CubeTensor,
+    cells: CubeTensor,
+}
+
+/// The autodiff node's state.
+#[derive(Debug, Clone)]
+struct Saved {
+    inputs: Inputs,
+    output: CubeTensor,
+    activations: Activations,
+}
+
+/// `[batch, steps, hidden]` sizes of `projected` (`[batch, steps, 4 * hidden]`).
+fn dims(projected: &CubeTensor) -> [usize; 3] {
+    let [batch, steps, gates] = projected.meta.shape().dims::<3>();
+    [batch, steps, gates / 4]
+}
+
+/// One cube per batch row, as many units as fit up to [`MAX_THREADS`] and the hidden size.
+fn launch_shape(tensor: &CubeTensor, batch: usize, hidden: usize) -> (CubeCount, CubeDim) {
+    let hardware = &tensor.client.properties().hardware;
+    let max = hardware.max_cube_dim.0.min(hardware.max_units_per_cube);
+    let threads = (hidden as u32).clamp(1, MAX_THREADS.min(max));
+    (
+        CubeCount::Static(batch as u32, 1, 1),
+        CubeDim::new_1d(threads),
+    )
+}
+
+/// An uninitialised `f32` tensor on `tensor`'s device.
+fn empty_like<const D: usize>(tensor: &CubeTensor, shape: [usize; D]) -> CubeTensor {
+    empty_device_dtype(
+        tensor.client.clone(),
+        tensor.device.clone(),
+        Shape::new(shape),
+        DType::F32,
+    )
+}
+
+/// The output `[batch, steps + 1, hidden]` and the activations.
+fn forward(projected: CubeTensor, inputs: &Inputs) -> (CubeTensor, Activations) {
+    let [batch, steps, hidden] = dims(&projected);
+    let projected = into_contiguous(projected);
+    // `W_hh^T`, `[hidden, 4 * hidden]`: unit `j` of gate `q` reads column `q * hidden + j`, so
+    // neighbouring units read neighbouring addresses.
+    let weight_t = Tensor::<2>::from_primitive::<CubeBackend>(inputs.weight_hh.clone())
+        .transpose()
+        .try_into_primitive::<CubeBackend>()
+        .expect("a CubeCL tensor stays one");
+    let weight_t = into_contiguous(weight_t);
+    let output = empty_like(&projected, [batch, steps + 1, hidden]);
+    let gates = empty_like(&projected, [batch, steps, 4 * hidden]);
+    let cells = empty_like(&projected, [batch, steps, hidden]);
+    let (count, dim) = launch_shape(&projected, batch, hidden);
+    forward_kernel::launch(
+        &projected.client.clone(),
+        count,
+        dim,
+        projected.into_tensor_arg(),
+        weight_t.into_tensor_arg(),
+        into_contiguous(inputs.h0.clone()).into_tensor_arg(),
+        into_contiguous(inputs.c0.clone()).into_tensor_arg(),
+        output.clone().into_tensor_arg(),
+        gates.clone().into_tensor_arg(),
+        cells.clone().into_tensor_arg(),
+        steps as u32,
+        hidden as u32,
+    );
+    (output, Activations { gates, cells })
+}
+
+/// The gradients of `projected`, `W_hh`, `h_0` and `c_0` from that of the output.
+fn backward(saved: &Saved, d_output: CubeTensor) -> [CubeTensor; 4] {
+    let Saved {
+        inputs,
+        output,
+        activations,
+    } = saved;
+    let [batch, steps, hidden] = dims(&activations.gates);
+    let weight = into_contiguous(inputs.weight_hh.clone());
+    let c0 = into_contiguous(inputs.c0.clone());
+    let d_output = into_contiguous(d_output);
+    let d_projected = empty_like(&d_output, [batch, steps, 4 * hidden]);
+    let d_h0 = empty_like(&d_output, [batch, hidden]);
+    let d_c0 = empty_like(&d_output, [batch, hidden]);
+    let (count, dim) = launch_shape(&d_output, batch, hidden);
+    backward_kernel::launch(
+        &d_output.client.clone(),
+        count,
+        dim,
+        weight.into_tensor_arg(),
+        activations.gates.clone().into_tensor_arg(),
+        activations.cells.clone().into_tensor_arg(),
+        c0.into_tensor_arg(),
+        d_output.into_tensor_arg(),
+        d_projected.clone().into_tensor_arg(),
+        d_h0.clone().into_tensor_arg(),
+        d_c0.clone().into_tensor_arg(),
+        steps as u32,
+        hidden as u32,
+    );
+    // dW_hh = dA^T H_prev over every (b, t), with H_prev = h_0 .. h_{T-1}.
+    let h0 = Tensor::<2>::from_primitive::<CubeBackend>(inputs.h0.clone()).unsqueeze_dim::<3>(1);
+    let h_prev = if steps > 1 {
+        let earlier =
+            Tensor::<3>::from_primitive::<CubeBackend>(output.clone()).narrow(1, 0, steps - 1);
+        Tensor::cat(vec![h0, earlier], 1)
+    } else {
+        h0
+    };
+    let d_a = Tensor::<3>::from_primitive::<CubeBackend>(d_projected.clone())
+        .reshape([batch * steps, 4 * hidden]);
+    let d_weight = d_a
+        .transpose()
+        .matmul(h_prev.reshape([batch * steps, hidden]))
+        .try_into_primitive::<CubeBackend>()
+        .expect("a CubeCL tensor stays one");
+    [d_projected, d_weight, d_h0, d_c0]
+}
+
+/// The autodiff node of the recurrence.
+#[derive(Debug)]
+struct RecurrenceNode;
+
+impl Backward<CubeBackend, 4> for RecurrenceNode {
+    type State = Saved;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let d_output = grads.consume::<CubeBackend>(&ops.node);
+        let gradients = backward(&ops.state, d_output);
+        for (parent, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = parent {
+                grads.register::<CubeBackend>(node.id, gradient);
+            }
+        }
+    }
+}
+
+/// The kernels, apart from the host code: CubeCL's `Tensor` is not Burn's.
+mod kernels {
+    use cubecl::prelude::*;
+
+    #[cube]
+    fn sigmoid(x: f32) -> f32 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// `tanh` through `exp`, which saturates to +-1 instead of overflowing to NaN for large `|x|`.
+    #[cube]
+    fn tanh_of(x: f32) -> f32 {
+        1.0 - 2.0 / ((2.0 * x).exp() + 1.0)
+    }
+
+    /// Cube `b` runs batch row `b` through every step; shapes as in [`super::cube_recurrence`], with
+    /// `weight_t = W_hh^T` and `gates`, `cells` as in [`super::Activations`].
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_kernel(
+        projected: &Tensor<f32>,
+        weight_t: &Tensor<f32>,
+        h0: &Tensor<f32>,
+        c0: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        gates: &mut Tensor<f32>,
+        cells: &mut Tensor<f32>,
+        steps: u32,
+        #[comptime] hidden: u32,
+    ) {
+        let b = CUBE_POS_X as usize;
+        let threads = CUBE_DIM_X as usize;
+        let steps = steps as usize;
+        let hidden = hidden as usize;
+        let g4 = 4 * hidden;
+        // h_{t-1} in one half, h_t written to the other: one barrier per step.
+        let mut h = Shared::new_slice(2 * hidden);
+        let mut j = UNIT_POS_X as usize;
+        while j < hidden {
+            h[j] = h0[b * hidden + j];
+            j += threads;
+        }
+        sync_cube();
+        for t in 0..steps {
+            let read = (t % 2) * hidden;
+            let write = hidden - read;
+            let row = (b * steps + t) * g4;
+            let mut j = UNIT_POS_X as usize;
+            while j < hidden {
+                let mut a_i = projected[row + j];
+                let mut a_f = projected[row + hidden + j];
+                let mut a_g = projected[row + 2 * hidden + j];
+                let mut a_o = projected[row + 3 * hidden + j];
+                for k in 0..hidden {
+                    let h_k = h[read + k];
+                    let w = k * g4 + j;
+                    a_i += h_k * weight_t[w];
+                    a_f += h_k * weight_t[w + hidden];
+                    a_g += h_k * weight_t[w + 2 * hidden];
+                    a_o += h_k * weight_t[w + 3 * hidden];
+                }
+                let i = sigmoid(a_i);
+                let f = sigmoid(a_f);
+                let g = tanh_of(a_g);
+                let o = sigmoid(a_o);
+                let mut c_prev = c0[b * hidden + j];
+                if t > 0 {
+                    c_prev = cells[(b * steps + t - 1) * hidden + j];
+                }
+                let c = f * c_prev + i * g;
+                let h_t = o * tanh_of(c);
+                gates[row + j] = i;
+                gates[row + hidden + j] = f;
+                gates[row + 2 * hidden + j] = g;
+                gates[row + 3 * hidden + j] = o;
+                cells[(b * steps + t) * hidden + j] = c;
+                output[(b * (steps + 1) + t) * hidden + j] = h_t;
+                h[write + j] = h_t;
+                j += threads;
+            }
+            sync_cube();
+        }
+        let mut j = UNIT_POS_X as usize;
+        while j < hidden {
+            output[(b * (steps + 1) + steps) * hidden + j] =
+                cells[(b * steps + steps - 1) * hidden + j];
+            j += threads;
+        }
+    }
+
+    /// Backpropagation through time for batch row `b`: `weight` is `W_hh` (`[4 * hidden, hidden]`,
+    /// so unit `j` reads column `j`), `d_output` the gradient of the forward's output; writes the
+    /// gradient of `projected` and those of `h_0` and `c_0` (`[batch, hidden]`; `d_c0` carries
+    /// the cell gradient from step to step on the way).
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward_kernel(
+        weight: &Tensor<f32>,
+        gates: &Tensor<f32>,
+        cells: &Tensor<f32>,
+        c0: &Tensor<f32>,
+        d_output: &Tensor<f32>,
+        d_projected: &mut Tensor<f32>,
+        d_h0: &mut Tensor<f32>,
+        d_c0: &mut Tensor<f32>,
+        steps: u32,
+        #[comptime] hidden: u32,
+    ) {
+        let b = CUBE_POS_X as usize;
+        let threads = CUBE_DIM_X as usize;
+        let steps = steps as usize;
+        let hidden = hidden as usize;
+        let g4 = 4 * hidden;
+        // The gate gradients of step t + 1 in one half (zeros before the last step), step t's
+        // written to the other.
+        let mut d_a = Shared::new_slice(2 * g4);
+        let mut r = UNIT_POS_X as usize;
+        while r < g4 {
+            d_a[r] = 0.0f32;
+            r += threads;
+        }
+        let mut j = UNIT_POS_X as usize;
+        while j < hidden {
+            d_c0[b * hidden + j] = d_output[(b * (steps + 1) + steps) * hidden + j];
+            j += threads;
+        }
+        sync_cube();
+        for s in 0..steps {
+            let t = steps - 1 - s;
+            let read = (s % 2) * g4;
+            let write = g4 - read;
+            let row = (b * steps + t) * g4;
+            let mut j = UNIT_POS_X as usize;
+            while j < hidden {
+                let mut d_h = d_output[(b * (steps + 1) + t) * hidden + j];
+                for r in 0..g4 {
+                    d_h += d_a[read + r] * weight[r * hidden + j];
+                }
+                let i = gates[row + j];
+                let f = gates[row + hidden + j];
+                let g = gates[row + 2 * hidden + j];
+                let o = gates[row + 3 * hidden + j];
+                let tanh_c = tanh_of(cells[(b * steps + t) * hidden + j]);
+                let d_c = d_c0[b * hidden + j] + d_h * o * (1.0 - tanh_c * tanh_c);
+                let mut c_prev = c0[b * hidden + j];
+                if t > 0 {
+                    c_prev = cells[(b * steps + t - 1) * hidden + j];
+                }
+                let d_i = d_c * g * i * (1.0 - i);
+                let d_f = d_c * c_prev * f * (1.0 - f);
+                let d_g = d_c * i * (1.0 - g * g);
+                let d_o = d_h * tanh_c * o * (1.0 - o);
+                d_projected[row + j] = d_i;
+                d_projected[row + hidden + j] = d_f;
+                d_projected[row + 2 * hidden + j] = d_g;
+                d_projected[row + 3 * hidden + j] = d_o;
+                d_a[write + j] = d_i;
+                d_a[write + hidden + j] = d_f;
+                d_a[write + 2 * hidden + j] = d_g;
+                d_a[write + 3 * hidden + j] = d_o;
+                d_c0[b * hidden + j] = d_c * f;
+                j += threads;
+            }
+            sync_cube();
+        }
+        // d h_0 = dA_1 W_hh, from the half written last.
+        let last = (steps % 2) * g4;
+        let mut j = UNIT_POS_X as usize;
+        while j < hidden {
+            let mut d_h = 0.0f32;
+            for r in 0..g4 {
+                d_h += d_a[last + r] * weight[r * hidden + j];
+            }
+            d_h0[b * hidden + j] = d_h;
+            j += threads;
+        }
+    }
+}
