@@ -2,7 +2,8 @@
 //!
 //! Burn's `Adam` runs about ten tensor ops per parameter and step, each writing a new tensor;
 //! on flex this one reads the parameter, its gradient and both moments once and writes the new
-//! values in the same pass, split over the cores. It computes what Burn's does, operation for
+//! values in the same pass, split over the cores, in place (the moments always, the parameter
+//! where nothing else holds it), so a step allocates nothing for them. It computes what Burn's does, operation for
 //! operation, and keeps its state as Burn's `AdamState`, so checkpoints written with either
 //! load in the other. On other backends it is Burn's `Adam`.
 //!
@@ -76,13 +77,15 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        match self.fused_step(lr, &tensor, &grad, state.as_ref()) {
-            Some((tensor, state)) => (tensor, Some(state)),
-            None if self.weight_decay == 0.0 => self.composed.step(lr, tensor, grad, state),
-            None => {
-                let decayed = tensor.mul_scalar(self.decay(lr));
-                self.composed.step(lr, decayed, grad, state)
-            }
+        if fusable(&tensor, &grad, state.as_ref()) {
+            let (tensor, state) = self.fused_step(lr, tensor, grad, state);
+            return (tensor, Some(state));
+        }
+        if self.weight_decay == 0.0 {
+            self.composed.step(lr, tensor, grad, state)
+        } else {
+            let decayed = tensor.mul_scalar(self.decay(lr));
+            self.composed.step(lr, decayed, grad, state)
         }
     }
 
@@ -97,32 +100,40 @@ impl FusedAdam {
         1.0 - lr as f32 * self.weight_decay
     }
 
-    /// The step on flex tensors; `None` elsewhere.
+    /// The step on flex tensors ([`fusable`]). The moments, and the parameter where nothing
+    /// else holds it, are updated in place, so a step allocates no new buffers for them.
     fn fused_step<const D: usize>(
         &self,
         lr: LearningRate,
-        tensor: &Tensor<D>,
-        grad: &Tensor<D>,
-        state: Option<&AdamState<D>>,
-    ) -> Option<(Tensor<D>, AdamState<D>)> {
-        let flex = |t: &Tensor<D>| t.clone().try_into_primitive::<Flex>().ok();
-        let (param, gradient) = (flex(tensor)?, flex(grad)?);
-        let moments = match state {
-            Some(s) if s.momentum.max_moment_2.is_none() => Some((
-                flex(&s.momentum.moment_1)?,
-                flex(&s.momentum.moment_2)?,
-                s.momentum.time,
-            )),
-            Some(_) => return None,
-            None => None,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamState<D>>,
+    ) -> (Tensor<D>, AdamState<D>) {
+        let shape = tensor.shape();
+        let flex = |t: Tensor<D>| {
+            t.try_into_primitive::<Flex>()
+                .unwrap_or_else(|_| unreachable!("checked by `fusable`"))
         };
+        let (param, gradient) = (flex(tensor), flex(grad));
+        let moments = state.map(|s| {
+            let momentum = s.momentum;
+            (
+                flex(momentum.moment_1),
+                flex(momentum.moment_2),
+                momentum.time,
+            )
+        });
         let time = moments.as_ref().map_or(0, |m| m.2) + 1;
-        let (param, gradient) = (values(&param), values(&gradient));
-        let len = param.len();
-        let (m, v) = match &moments {
-            Some((m, v, _)) => (values(m), values(v)),
-            None => (vec![0.0; len].into(), vec![0.0; len].into()),
+        let gradient = values(&gradient);
+        let len = gradient.len();
+        let (mut m, mut v) = match moments {
+            Some((m, v, _)) => (writable(m), writable(v)),
+            None => {
+                let zeros = || FlexTensor::from_data(TensorData::new(vec![0.0f32; len], [len]));
+                (zeros(), zeros())
+            }
         };
+        let mut param = writable(param);
         let (b1, b2) = (self.beta_1, self.beta_2);
         // Burn's expressions and their order, so the results match it bit for bit.
         let bias_correction2_sqrt = (1.0 - b2.powi(time as i32)).sqrt();
@@ -130,47 +141,66 @@ impl FusedAdam {
         let epsilon = self.epsilon * bias_correction2_sqrt;
         let decay = self.decay(lr);
         let lr = lr as f32;
-        let (mut new_param, mut new_m, mut new_v) =
-            (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
         const CHUNK: usize = 1 << 14;
-        new_param
+        storage(&mut param)
             .par_chunks_mut(CHUNK)
-            .zip(new_m.par_chunks_mut(CHUNK))
-            .zip(new_v.par_chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(|(chunk, ((p_out, m_out), v_out))| {
-                let at = chunk * CHUNK;
-                for k in 0..p_out.len() {
-                    let (g, i) = (gradient[at + k], at + k);
-                    let m = if time == 1 {
-                        g * (1.0 - b1)
+            .zip(storage(&mut m).par_chunks_mut(CHUNK))
+            .zip(storage(&mut v).par_chunks_mut(CHUNK))
+            .zip(gradient.par_chunks(CHUNK))
+            .for_each(|(((p, m), v), g)| {
+                for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                    (*m, *v) = if time == 1 {
+                        (g * (1.0 - b1), g * g * (1.0 - b2))
                     } else {
-                        m[i] * b1 + g * (1.0 - b1)
+                        (*m * b1 + g * (1.0 - b1), *v * b2 + g * g * (1.0 - b2))
                     };
-                    let v = if time == 1 {
-                        g * g * (1.0 - b2)
-                    } else {
-                        v[i] * b2 + g * g * (1.0 - b2)
-                    };
-                    let update = m * combined_factor / (v.sqrt() + epsilon);
+                    let update = *m * combined_factor / (v.sqrt() + epsilon);
                     // `x * 1.0 == x`, so without decay this is Adam's step bit for bit.
-                    (p_out[k], m_out[k], v_out[k]) = (param[i] * decay - update * lr, m, v);
+                    *p = *p * decay - update * lr;
                 }
             });
-        let shape = tensor.shape();
-        let on_flex = |values: Vec<f32>| {
-            Tensor::<D>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(
-                values,
-                shape.clone(),
-            )))
-        };
-        let state = AdamState::new(AdaptiveMomentumState::new(
-            time,
-            on_flex(new_m),
-            on_flex(new_v),
-        ));
-        Some((on_flex(new_param), state))
+        let on_flex = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t).reshape(shape.clone());
+        let state = AdamState::new(AdaptiveMomentumState::new(time, on_flex(m), on_flex(v)));
+        (on_flex(param), state)
     }
+}
+
+/// Whether [`FusedAdam::fused_step`] takes this step: every tensor on flex (optimizers see
+/// them without autodiff), and no AMSGrad moment.
+fn fusable<const D: usize>(
+    tensor: &Tensor<D>,
+    grad: &Tensor<D>,
+    state: Option<&AdamState<D>>,
+) -> bool {
+    let on_flex = |t: &Tensor<D>| t.clone().try_into_primitive::<Flex>().is_ok();
+    on_flex(tensor)
+        && on_flex(grad)
+        && state.is_none_or(|s| {
+            s.momentum.max_moment_2.is_none()
+                && on_flex(&s.momentum.moment_1)
+                && on_flex(&s.momentum.moment_2)
+        })
+}
+
+/// The values of an `f32` tensor made [`writable`], to write in place.
+fn storage(tensor: &mut FlexTensor) -> &mut [f32] {
+    tensor
+        .try_storage_mut::<f32>()
+        .expect("a writable tensor owns its storage")
+}
+
+/// `tensor` as a contiguous tensor that owns all of its storage, so that it can be written in
+/// place: itself where it already is one, else a flat copy.
+fn writable(mut tensor: FlexTensor) -> FlexTensor {
+    let whole = tensor
+        .as_slice::<f32>()
+        .is_some_and(|s| s.len() == tensor.storage::<f32>().len());
+    if whole && tensor.try_storage_mut::<f32>().is_some() {
+        return tensor;
+    }
+    let copy = values(&tensor).into_owned();
+    let len = copy.len();
+    FlexTensor::from_data(TensorData::new(copy, [len]))
 }
 
 #[cfg(test)]
