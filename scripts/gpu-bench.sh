@@ -9,8 +9,7 @@
 #
 # Needs a Vulkan loader (libvulkan1) and PyTorch with CUDA. To time Burn's kernel fusion and
 # autotuning, pass a binary built with `cargo build --release -p trainer --features
-# fusion,autotune` as BIN (its wgpu backend is Burn's fusion backend, where both `--lstm`
-# choices run the composed ops).
+# fusion,autotune` as BIN.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-target/release/trainer}

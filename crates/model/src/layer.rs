@@ -43,8 +43,8 @@ pub struct LstmConfig {
 /// How [`Lstm`] runs each layer's recurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LstmImplementation {
-    /// The fused sequence op where the backend has one (flex; wgpu without fusion, with the
-    /// `wgpu` feature), composed tensor ops elsewhere.
+    /// The fused sequence op where the backend has one (flex; wgpu, with this crate's `wgpu`
+    /// feature), composed tensor ops elsewhere.
     #[default]
     Auto,
     /// Composed tensor ops on every backend: the reference the fused op is tested against.
