@@ -3,9 +3,9 @@
 //! Burn's `Adam` runs about ten tensor ops per parameter and step, each writing a new tensor;
 //! on flex this one reads the parameter, its gradient and both moments once and writes the new
 //! values in the same pass, split over the cores, in place (the moments always, the parameter
-//! where nothing else holds it), so a step allocates nothing for them. It computes what Burn's does, operation for
-//! operation, and keeps its state as Burn's `AdamState`, so checkpoints written with either
-//! load in the other. On other backends it is Burn's `Adam`.
+//! where nothing else holds it), so a step allocates nothing for them. It computes what Burn's
+//! does, operation for operation, and keeps its state as Burn's `AdamState`, so checkpoints
+//! written with either load in the other. On other backends it is Burn's `Adam`.
 //!
 //! With `weight_decay` it is AdamW (Loshchilov and Hutter; PyTorch's `AdamW`): every parameter
 //! is first scaled by `1 - lr * weight_decay`, then takes Adam's step. The decay is decoupled

@@ -428,8 +428,9 @@ mod kernels {
         1.0 - 2.0 / ((2.0 * x).exp() + 1.0)
     }
 
-    /// Cube `b` runs batch row `b` through every step; shapes as in [`super::cube_recurrence`], with
-    /// `weight_t = W_hh^T` and `gates`, `cells` as in [`super::Activations`].
+    /// Cube `b` runs batch row `b` through every step; shapes as in
+    /// [`super::cube_recurrence`], with `weight_t = W_hh^T` and `gates`, `cells` as in
+    /// [`super::Activations`].
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_kernel(
