@@ -748,7 +748,8 @@ mod tests {
         assert_fused_matches_composed(&Device::flex());
     }
 
-    /// The GPU kernel (wgpu: lavapipe on a machine without a GPU) against composed ops on flex.
+    /// The GPU kernel (wgpu: lavapipe on a machine without a GPU) against composed ops on flex
+    /// (the shapes of one step run composed ops on wgpu too, as generation does).
     #[cfg(feature = "wgpu")]
     #[test]
     fn gpu_kernel_matches_composed_ops_in_values_and_every_gradient() {
