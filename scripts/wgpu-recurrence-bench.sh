@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training and sampling throughput of the default model size on wgpu, with each layer's
 # recurrence as one GPU kernel (`--lstm fused`) and as composed ops (`--lstm composed`), one
-# after the other. Runs on any Vulkan device, lavapipe (Mesa's CPU Vulkan) included.
+# after the other (sampling, one step at a time, runs composed ops in both). Runs on any Vulkan
+# device, lavapipe (Mesa's CPU Vulkan) included.
 #
 #   scripts/wgpu-recurrence-bench.sh [BATCH] [STEPS]    (defaults: 32, 20)
 #
