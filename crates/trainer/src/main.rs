@@ -1,5 +1,6 @@
 //! `trainer`: train character-level LSTM text generators, sample from them, evaluate them.
 
+mod allocator;
 mod backend;
 mod bench;
 mod checkpointer;
@@ -26,6 +27,7 @@ use crate::cli::{Cli, Command};
 use crate::training::Finished;
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     let done = |result: anyhow::Result<()>| result.map(|()| Finished::Completed);
     let result = match cli.command {
