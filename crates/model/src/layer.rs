@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::cell::{LstmCell, LstmCellConfig};
 use crate::dropout::{dropout, locked_dropout};
-use crate::projection::fused_projection;
+use crate::projection::{WeightLayout, fused_projection};
 use crate::recurrence::fused_recurrence;
 use crate::state::LstmState;
 
@@ -192,7 +192,12 @@ fn project(layer: &LstmCell, input: Tensor<3>, implementation: LstmImplementatio
     let fused = (implementation == LstmImplementation::Auto)
         .then(|| {
             let bias = layer.bias_ih.val() + layer.bias_hh.val();
-            fused_projection(&rows, &layer.weight_ih.val(), &bias)
+            fused_projection(
+                &rows,
+                &layer.weight_ih.val(),
+                &bias,
+                WeightLayout::OutputMajor,
+            )
         })
         .flatten();
     fused

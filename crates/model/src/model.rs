@@ -8,6 +8,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::dropout::dropout;
 use crate::layer::{Lstm, LstmConfig, LstmImplementation};
+use crate::projection::linear_over_positions;
 use crate::state::LstmState;
 use crate::train::TrainingOptions;
 
@@ -131,10 +132,9 @@ impl LstmLanguageModel {
         } else {
             self.lstm.forward(self.embedding.forward(inputs), state)
         };
-        (
-            self.output.forward(dropout(&self.output_dropout, hidden)),
-            state,
-        )
+        let hidden = dropout(&self.output_dropout, hidden);
+        let fused = self.lstm.implementation == LstmImplementation::Auto;
+        (linear_over_positions(&self.output, hidden, fused), state)
     }
 
     /// Mean cross-entropy of the next-token predictions, in nats, with the logits
