@@ -11,6 +11,8 @@
 //! is first scaled by `1 - lr * weight_decay`, then takes Adam's step. The decay is decoupled
 //! from the moments, so the moment state stays Adam's.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::config::Config;
@@ -100,8 +102,9 @@ impl FusedAdam {
         1.0 - lr as f32 * self.weight_decay
     }
 
-    /// The step on flex tensors ([`fusable`]). The moments, and the parameter where nothing
-    /// else holds it, are updated in place, so a step allocates no new buffers for them.
+    /// The step on flex tensors ([`fusable`]), one pass over the values: the moments are
+    /// updated in place, and so is the parameter where nothing else holds it (else its new
+    /// values go to a new buffer).
     fn fused_step<const D: usize>(
         &self,
         lr: LearningRate,
@@ -133,35 +136,102 @@ impl FusedAdam {
                 (zeros(), zeros())
             }
         };
-        let mut param = writable(param);
         let (b1, b2) = (self.beta_1, self.beta_2);
         // Burn's expressions and their order, so the results match it bit for bit.
         let bias_correction2_sqrt = (1.0 - b2.powi(time as i32)).sqrt();
-        let combined_factor = bias_correction2_sqrt / (1.0 - b1.powi(time as i32));
-        let epsilon = self.epsilon * bias_correction2_sqrt;
-        let decay = self.decay(lr);
-        let lr = lr as f32;
+        let constants = StepConstants {
+            beta_1: b1,
+            beta_2: b2,
+            combined_factor: bias_correction2_sqrt / (1.0 - b1.powi(time as i32)),
+            epsilon: self.epsilon * bias_correction2_sqrt,
+            decay: self.decay(lr),
+            lr: lr as f32,
+            first: time == 1,
+        };
         const CHUNK: usize = 1 << 14;
-        storage(&mut param)
+        let moments = storage(&mut m)
             .par_chunks_mut(CHUNK)
-            .zip(storage(&mut m).par_chunks_mut(CHUNK))
             .zip(storage(&mut v).par_chunks_mut(CHUNK))
-            .zip(gradient.par_chunks(CHUNK))
-            .for_each(|(((p, m), v), g)| {
-                for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                    (*m, *v) = if time == 1 {
-                        (g * (1.0 - b1), g * g * (1.0 - b2))
-                    } else {
-                        (*m * b1 + g * (1.0 - b1), *v * b2 + g * g * (1.0 - b2))
-                    };
-                    let update = *m * combined_factor / (v.sqrt() + epsilon);
-                    // `x * 1.0 == x`, so without decay this is Adam's step bit for bit.
-                    *p = *p * decay - update * lr;
-                }
-            });
+            .zip(gradient.par_chunks(CHUNK));
+        let mut param = param;
+        let param = if is_writable(&mut param) {
+            moments
+                .zip(storage(&mut param).par_chunks_mut(CHUNK))
+                .for_each(|(((m, v), g), p)| update_in_place(constants, p, m, v, g));
+            param
+        } else {
+            // Something else holds the parameter (the model it came from): the new values go
+            // to a new buffer in the same pass, rather than into a copy made first.
+            let old = values(&param);
+            let mut new = Vec::with_capacity(len);
+            moments
+                .zip(old.par_chunks(CHUNK))
+                .zip(new.spare_capacity_mut().par_chunks_mut(CHUNK))
+                .for_each(|((((m, v), g), p), out)| update_into(constants, p, out, m, v, g));
+            // SAFETY: the chunks above cover all `len` values of the spare capacity, and
+            // `update_into` wrote each value of its chunk.
+            unsafe { new.set_len(len) };
+            FlexTensor::from_data(TensorData::new(new, [len]))
+        };
         let on_flex = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t).reshape(shape.clone());
         let state = AdamState::new(AdaptiveMomentumState::new(time, on_flex(m), on_flex(v)));
         (on_flex(param), state)
+    }
+}
+
+/// What one step of Adam computes each value's update from.
+#[derive(Clone, Copy)]
+struct StepConstants {
+    beta_1: f32,
+    beta_2: f32,
+    /// `sqrt(1 - beta_2^t) / (1 - beta_1^t)`.
+    combined_factor: f32,
+    /// `epsilon * sqrt(1 - beta_2^t)`.
+    epsilon: f32,
+    /// The weight decay's factor, 1 without decay.
+    decay: f32,
+    lr: f32,
+    /// The first step, from zero moments.
+    first: bool,
+}
+
+impl StepConstants {
+    /// One value's new moments (in place) and its step; `x * 1.0 == x`, so without decay
+    /// `p * decay - step` is Burn's update bit for bit.
+    #[inline(always)]
+    fn step(self, m: &mut f32, v: &mut f32, g: f32) -> f32 {
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        (*m, *v) = if self.first {
+            (g * (1.0 - b1), g * g * (1.0 - b2))
+        } else {
+            (*m * b1 + g * (1.0 - b1), *v * b2 + g * g * (1.0 - b2))
+        };
+        *m * self.combined_factor / (v.sqrt() + self.epsilon) * self.lr
+    }
+}
+
+widened! {
+    /// Adam over one chunk of a parameter, written in place.
+    fn update_in_place(k: StepConstants, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
+        for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+            *p = *p * k.decay - k.step(m, v, g);
+        }
+    }
+}
+
+widened! {
+    /// Adam over one chunk of a parameter `p`, its new values written to `out`.
+    fn update_into(
+        k: StepConstants,
+        p: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        m: &mut [f32],
+        v: &mut [f32],
+        g: &[f32],
+    ) {
+        for ((((&p, out), m), v), &g) in p.iter().zip(out).zip(m).zip(v).zip(g) {
+            out.write(p * k.decay - k.step(m, v, g));
+        }
     }
 }
 
@@ -189,13 +259,19 @@ fn storage(tensor: &mut FlexTensor) -> &mut [f32] {
         .expect("a writable tensor owns its storage")
 }
 
-/// `tensor` as a contiguous tensor that owns all of its storage, so that it can be written in
-/// place: itself where it already is one, else a flat copy.
-fn writable(mut tensor: FlexTensor) -> FlexTensor {
+/// Whether `tensor` is contiguous and owns all of its storage, so that it can be written in
+/// place.
+fn is_writable(tensor: &mut FlexTensor) -> bool {
     let whole = tensor
         .as_slice::<f32>()
         .is_some_and(|s| s.len() == tensor.storage::<f32>().len());
-    if whole && tensor.try_storage_mut::<f32>().is_some() {
+    whole && tensor.try_storage_mut::<f32>().is_some()
+}
+
+/// `tensor` as a contiguous tensor that owns all of its storage, so that it can be written in
+/// place: itself where it already is one, else a flat copy.
+fn writable(mut tensor: FlexTensor) -> FlexTensor {
+    if is_writable(&mut tensor) {
         return tensor;
     }
     let copy = values(&tensor).into_owned();

@@ -15,6 +15,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
 
 /// An op on flat `f32` buffers.
 pub(crate) trait FlexOp<const N: usize>:
@@ -100,6 +101,34 @@ fn forward<const N: usize, O: FlexOp<N>>(
     let values = inputs.each_ref().map(values);
     let (output, saved) = op.forward(values.each_ref().map(|v| v.as_ref()));
     (flat(output), saved)
+}
+
+/// The sum of the squares of the values of `tensor`, in `f64` and over every core, when it
+/// lives on flex (without autodiff); `None` elsewhere. The same sum for the same values every
+/// time: each chunk's partial sum is added in order.
+pub(crate) fn sum_of_squares<const D: usize>(tensor: &Tensor<D>) -> Option<f64> {
+    let primitive = tensor.clone().try_into_primitive::<Flex>().ok()?;
+    let partial: Vec<f64> = values(&primitive)
+        .par_chunks(1 << 14)
+        .map(chunk_sum_of_squares)
+        .collect();
+    Some(partial.iter().sum())
+}
+
+widened! {
+    /// The sum of the squares of `values` in `f64`, over eight running sums (one chain of
+    /// dependent additions would not vectorize).
+    fn chunk_sum_of_squares(values: &[f32]) -> f64 {
+        let mut sums = [0.0f64; 8];
+        let blocks = values.chunks_exact(8);
+        let rest: f64 = blocks.remainder().iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        for block in blocks {
+            for (sum, &x) in sums.iter_mut().zip(block) {
+                *sum += f64::from(x) * f64::from(x);
+            }
+        }
+        sums.iter().sum::<f64>() + rest
+    }
 }
 
 /// A flat float tensor on flex.

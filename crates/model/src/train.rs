@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 use burn::train::{InferenceStep, SequenceOutput, TrainOutput, TrainStep};
 
 use crate::batch::SequenceBatch;
+use crate::flex_op;
 use crate::model::LstmLanguageModel;
 use crate::state::LstmState;
 
@@ -73,18 +74,21 @@ impl LstmLanguageModel {
     /// The global L2 norm of the gradients, over every parameter at once.
     pub fn grad_norm(&self, grads: &GradientsParams) -> f64 {
         let (matrices, vectors) = self.param_ids();
-        let squares = matrices
+        let flat: Vec<Tensor<1>> = matrices
             .iter()
             .filter_map(|&id| grads.get::<2>(id))
-            .map(|g| g.powi_scalar(2).sum())
-            .chain(
-                vectors
-                    .iter()
-                    .filter_map(|&id| grads.get::<1>(id))
-                    .map(|g| g.powi_scalar(2).sum()),
-            );
-        let total = Tensor::cat(squares.collect(), 0).sum();
-        total.into_scalar::<f64>().sqrt()
+            .map(|g| g.flatten(0, 1))
+            .chain(vectors.iter().filter_map(|&id| grads.get::<1>(id)))
+            .collect();
+        let on_flex: Option<Vec<f64>> = flat.iter().map(flex_op::sum_of_squares).collect();
+        let total = match on_flex {
+            Some(sums) => sums.iter().sum(),
+            None => {
+                let squares = flat.into_iter().map(|g| g.powi_scalar(2).sum()).collect();
+                Tensor::cat(squares, 0).sum().into_scalar::<f64>()
+            }
+        };
+        total.sqrt()
     }
 
     /// Scales the gradients by `max_norm / (norm + 1e-6)` when their global norm exceeds
