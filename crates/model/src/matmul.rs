@@ -228,11 +228,7 @@ fn packed_rows(
         for g in 0..groups {
             let group = &mut packed_lhs[g * MR * depth..(g + 1) * MR * depth];
             let group_rows = MR.min(rows - g * MR);
-            for (kk, column) in group.chunks_mut(MR).enumerate() {
-                for (r, value) in column.iter_mut().take(group_rows).enumerate() {
-                    *value = lhs.at(first + g * MR + r, k0 + kk);
-                }
-            }
+            pack_group(lhs, first + g * MR, group_rows, k0, group);
         }
         let block = &panels[k0 * width..(k0 + depth) * width];
         for (p, panel) in block.chunks(depth * NR).enumerate() {
@@ -251,6 +247,33 @@ fn packed_rows(
                     cols,
                     accumulate || k0 > 0,
                 );
+            }
+        }
+    }
+}
+
+/// Rows `first..first + rows` (at most `MR`) of `lhs`, columns `k0..`, into `group` as
+/// `[depth, MR]`; the kernel does not read the values past `rows` in each `MR`.
+fn pack_group(lhs: Operand<'_>, first: usize, rows: usize, k0: usize, group: &mut [f32]) {
+    let depth = group.len() / MR;
+    if lhs.row_stride == 1 {
+        // A transposed operand: each column's `rows` values are contiguous.
+        for (kk, column) in group.chunks_exact_mut(MR).enumerate() {
+            let start = first + (k0 + kk) * lhs.col_stride;
+            column[..rows].copy_from_slice(&lhs.data[start..start + rows]);
+        }
+    } else if lhs.col_stride == 1 {
+        for r in 0..rows {
+            let start = (first + r) * lhs.row_stride + k0;
+            let row = &lhs.data[start..start + depth];
+            for (column, &value) in group.chunks_exact_mut(MR).zip(row) {
+                column[r] = value;
+            }
+        }
+    } else {
+        for (kk, column) in group.chunks_exact_mut(MR).enumerate() {
+            for (r, value) in column.iter_mut().take(rows).enumerate() {
+                *value = lhs.at(first + r, k0 + kk);
             }
         }
     }

@@ -199,9 +199,10 @@ fn forward(
     } = d;
     let out_rs = (steps + 1) * hidden;
     let mut output = vec![0.0f32; batch * out_rs];
-    // Starts as the input projections, `[batch, steps, 4 * hidden]` like them (each block copies
-    // its own rows), and becomes the gate activations.
-    let mut gates = vec![0.0f32; projected.len()];
+    // Starts as the input projections, `[batch, steps, 4 * hidden]` like them, and becomes the
+    // gate activations. Copied by every core into a new buffer (no zeroing first).
+    let mut gates = Vec::with_capacity(projected.len());
+    projected.par_iter().copied().collect_into_vec(&mut gates);
     let mut cells = vec![0.0f32; batch * steps * hidden];
     // `W_hh^T`, `[hidden, 4 * hidden]`, packed once for every step.
     let weight_t = Operand::transposed(weight, hidden, 4 * hidden, hidden);
@@ -213,11 +214,9 @@ fn forward(
         .zip(cells.par_chunks_mut(rows * steps * hidden))
         .zip(
             h0.par_chunks(rows * hidden)
-                .zip(c0.par_chunks(rows * hidden))
-                .zip(projected.par_chunks(rows * steps * 4 * hidden)),
+                .zip(c0.par_chunks(rows * hidden)),
         )
-        .for_each(|(((output, gates), cells), ((h0, c0), projected))| {
-            gates.copy_from_slice(projected);
+        .for_each(|(((output, gates), cells), (h0, c0))| {
             forward_rows(&weight_t, h0, c0, output, gates, cells, steps, hidden)
         });
     (output, Activations { gates, cells })
