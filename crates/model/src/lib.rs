@@ -6,6 +6,7 @@ mod widened;
 
 mod adam;
 mod batch;
+mod buffer;
 mod cell;
 #[cfg(feature = "wgpu")]
 mod cube_recurrence;

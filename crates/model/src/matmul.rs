@@ -91,7 +91,7 @@ impl<'a> Rhs<'a> {
         }
         let (rows, cols) = (rhs.rows, rhs.cols);
         let width = cols.div_ceil(NR) * NR;
-        let mut panels = vec![0.0f32; rows * width];
+        let mut panels = crate::buffer::zeros(rows * width);
         for k0 in (0..rows).step_by(KC) {
             let depth = KC.min(rows - k0);
             let block = &mut panels[k0 * width..(k0 + depth) * width];

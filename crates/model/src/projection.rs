@@ -6,6 +6,7 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use crate::buffer;
 use crate::flex_op::{self, FlexOp};
 use crate::matmul::{Operand, Rhs, matmul};
 
@@ -112,10 +113,7 @@ impl FlexOp<3> for Projection {
             output_size,
             ..
         } = *self;
-        let mut output = vec![0.0f32; rows * output_size];
-        output
-            .par_chunks_mut(output_size)
-            .for_each(|row| row.copy_from_slice(bias));
+        let mut output = buffer::repeated(bias, rows);
         matmul(
             &mut output,
             output_size,
@@ -141,7 +139,7 @@ impl FlexOp<3> for Projection {
             layout,
         } = *self;
         // dx = dy W
-        let mut d_input = vec![0.0f32; rows * input_size];
+        let mut d_input = buffer::zeros(rows * input_size);
         matmul(
             &mut d_input,
             input_size,
@@ -151,7 +149,7 @@ impl FlexOp<3> for Projection {
             true,
         );
         // dW = dy^T x, or its transpose x^T dy for an input-major weight.
-        let mut d_weight = vec![0.0f32; output_size * input_size];
+        let mut d_weight = buffer::zeros(output_size * input_size);
         let dy = Operand::rows(d_output, rows, output_size, output_size);
         let x = Operand::rows(input, rows, input_size, input_size);
         let (lhs, rhs) = match layout {
