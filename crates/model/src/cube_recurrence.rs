@@ -40,14 +40,14 @@ const MAX_THREADS: u32 = 256;
 /// Runs the recurrence as kernels when the tensors are `f32` on Burn's CubeCL backend (with or
 /// without autodiff, without gradient checkpointing), the sequence has more than one step and
 /// the backward's shared memory fits the device; `None` elsewhere. Inputs and output as in
-/// [`crate::recurrence::fused_recurrence`]: the output is `[batch, seq_len + 1, hidden]`,
-/// `h_1 .. h_T` followed by the final cell state `c_T`.
+/// [`crate::recurrence::fused_recurrence`]: the output is `h_1 .. h_T` as
+/// `[batch, seq_len, hidden]` followed by the final cell state `c_T` as `[batch, hidden]`.
 pub(crate) fn cube_recurrence(
     projected: &Tensor<3>,
     weight_hh: &Tensor<2>,
     h0: &Tensor<2>,
     c0: &Tensor<2>,
-) -> Option<Tensor<3>> {
+) -> Option<Tensor<1>> {
     // One step at a time (generation) stays on composed ops: on an H100, sampling 32 streams
     // ran at 477 chars/s through the kernel and 2,982 through composed ops (one stream 233 and
     // 138), where training steps ran twice as fast through the kernel.
@@ -117,8 +117,8 @@ pub(crate) trait RecurrenceKernels: Backend {
     /// Bytes of shared memory one cube may use on `device`.
     fn max_shared_memory(device: &Self::Device) -> usize;
 
-    /// The output `[batch, steps + 1, hidden]` and the [`Activations`] `gates` and `cells`, from
-    /// `projected`, `W_hh`, `h_0` and `c_0`.
+    /// The output (`h_1 .. h_T` then `c_T`, flat) and the [`Activations`] `gates` and `cells`,
+    /// from `projected`, `W_hh`, `h_0` and `c_0`.
     fn recurrence_forward(
         projected: FloatTensor<Self>,
         weight_hh: FloatTensor<Self>,
@@ -153,7 +153,7 @@ impl RecurrenceKernels for CubeBackend {
         // `W_hh^T`, `[hidden, 4 * hidden]`: unit `j` of gate `q` reads column `q * hidden + j`,
         // so neighbouring units read neighbouring addresses.
         let weight_t = into_contiguous(CubeBackend::float_transpose(weight_hh));
-        let output = empty_like(&projected, [batch, steps + 1, hidden]);
+        let output = empty_like(&projected, [batch * (steps + 1) * hidden]);
         let gates = empty_like(&projected, [batch, steps, 4 * hidden]);
         let cells = empty_like(&projected, [batch, steps, hidden]);
         let (count, dim) = launch_shape(&projected, batch, hidden);
@@ -224,7 +224,7 @@ impl<B: FusionBackend + RecurrenceKernels> RecurrenceKernels for Fusion<B> {
         let [batch, steps, gates] = projected.shape.dims();
         let hidden = gates / 4;
         let outputs = [
-            Shape::new([batch, steps + 1, hidden]),
+            Shape::new([batch * (steps + 1) * hidden]),
             Shape::new([batch, steps, gates]),
             Shape::new([batch, steps, hidden]),
         ];
@@ -324,7 +324,7 @@ struct Saved {
     activations: Activations,
 }
 
-/// The output `[batch, steps + 1, hidden]` and the activations.
+/// The output (`h_1 .. h_T` then `c_T`, flat) and the activations.
 fn forward(projected: FloatTensor<Cube>, inputs: &Inputs) -> (FloatTensor<Cube>, Activations) {
     let [output, gates, cells] = Cube::recurrence_forward(
         projected,
@@ -354,7 +354,10 @@ fn backward(saved: &Saved, d_output: FloatTensor<Cube>) -> [FloatTensor<Cube>; 4
     let hidden = gates / 4;
     let h0 = Tensor::<2>::from_primitive::<Cube>(inputs.h0.clone()).unsqueeze_dim::<3>(1);
     let h_prev = if steps > 1 {
-        let earlier = Tensor::<3>::from_primitive::<Cube>(output.clone()).narrow(1, 0, steps - 1);
+        let earlier = Tensor::<1>::from_primitive::<Cube>(output.clone())
+            .narrow(0, 0, batch * steps * hidden)
+            .reshape([batch, steps, hidden])
+            .narrow(1, 0, steps - 1);
         Tensor::cat(vec![h0, earlier], 1)
     } else {
         h0
@@ -496,16 +499,17 @@ mod kernels {
                 gates[row + 2 * hidden + j] = g;
                 gates[row + 3 * hidden + j] = o;
                 cells[(b * steps + t) * hidden + j] = c;
-                output[(b * (steps + 1) + t) * hidden + j] = h_t;
+                output[(b * steps + t) * hidden + j] = h_t;
                 h[write + j] = h_t;
                 j += threads;
             }
             sync_cube();
         }
+        // `c_T` after every row's hidden states.
+        let tail = CUBE_COUNT_X as usize * steps * hidden;
         let mut j = UNIT_POS_X as usize;
         while j < hidden {
-            output[(b * (steps + 1) + steps) * hidden + j] =
-                cells[(b * steps + steps - 1) * hidden + j];
+            output[tail + b * hidden + j] = cells[(b * steps + steps - 1) * hidden + j];
             j += threads;
         }
     }
@@ -541,9 +545,10 @@ mod kernels {
             d_a[r] = 0.0f32;
             r += threads;
         }
+        let tail = CUBE_COUNT_X as usize * steps * hidden;
         let mut j = UNIT_POS_X as usize;
         while j < hidden {
-            d_c0[b * hidden + j] = d_output[(b * (steps + 1) + steps) * hidden + j];
+            d_c0[b * hidden + j] = d_output[tail + b * hidden + j];
             j += threads;
         }
         sync_cube();
@@ -554,7 +559,7 @@ mod kernels {
             let row = (b * steps + t) * g4;
             let mut j = UNIT_POS_X as usize;
             while j < hidden {
-                let mut d_h = d_output[(b * (steps + 1) + t) * hidden + j];
+                let mut d_h = d_output[(b * steps + t) * hidden + j];
                 for r in 0..g4 {
                     d_h += d_a[read + r] * weight[r * hidden + j];
                 }

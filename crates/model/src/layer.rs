@@ -189,6 +189,20 @@ impl Lstm {
 fn project(layer: &LstmCell, input: Tensor<3>, implementation: LstmImplementation) -> Tensor<3> {
     let [batch_size, seq_len, input_size] = input.dims();
     let rows = input.reshape([batch_size * seq_len, input_size]);
+    project_rows(layer, rows, implementation).reshape([
+        batch_size,
+        seq_len,
+        4 * layer.hidden_size(),
+    ])
+}
+
+/// [`LstmCell::input_projection`] of `rows`, `[rows, input_size]` in, `[rows, 4 hidden]` out,
+/// as one fused op where the backend allows.
+pub(crate) fn project_rows(
+    layer: &LstmCell,
+    rows: Tensor<2>,
+    implementation: LstmImplementation,
+) -> Tensor<2> {
     let fused = (implementation == LstmImplementation::Auto)
         .then(|| {
             let bias = layer.bias_ih.val() + layer.bias_hh.val();
@@ -200,9 +214,7 @@ fn project(layer: &LstmCell, input: Tensor<3>, implementation: LstmImplementatio
             )
         })
         .flatten();
-    fused
-        .unwrap_or_else(|| layer.input_projection(rows))
-        .reshape([batch_size, seq_len, 4 * layer.hidden_size()])
+    fused.unwrap_or_else(|| layer.input_projection(rows))
 }
 
 /// One layer's time loop from its input projection, `[batch, seq_len, 4 hidden]`, with
@@ -216,15 +228,22 @@ fn recurrence(
     state: LstmState,
     implementation: LstmImplementation,
 ) -> (Tensor<3>, LstmState) {
-    let seq_len = projected.dims()[1];
+    let [batch, seq_len, gates] = projected.dims();
     if implementation == LstmImplementation::Auto
         && let Some(packed) = fused_recurrence(&projected, &weight_hh, &state.hidden, &state.cell)
             .or_else(|| gpu_recurrence(&projected, &weight_hh, &state.hidden, &state.cell))
     {
-        let hidden = packed.clone().narrow(1, 0, seq_len);
+        // `h_1 .. h_T` then `c_T`, each a contiguous block: views, no copies.
+        let (hidden_size, hidden_len) = (gates / 4, batch * seq_len * gates / 4);
+        let hidden = packed
+            .clone()
+            .narrow(0, 0, hidden_len)
+            .reshape([batch, seq_len, hidden_size]);
         let last = LstmState {
-            hidden: packed.clone().narrow(1, seq_len - 1, 1).squeeze_dim(1),
-            cell: packed.narrow(1, seq_len, 1).squeeze_dim(1),
+            hidden: hidden.clone().narrow(1, seq_len - 1, 1).squeeze_dim(1),
+            cell: packed
+                .narrow(0, hidden_len, batch * hidden_size)
+                .reshape([batch, hidden_size]),
         };
         return (hidden, last);
     }
@@ -244,7 +263,7 @@ fn gpu_recurrence(
     weight_hh: &Tensor<2>,
     h0: &Tensor<2>,
     c0: &Tensor<2>,
-) -> Option<Tensor<3>> {
+) -> Option<Tensor<1>> {
     #[cfg(feature = "wgpu")]
     return crate::cube_recurrence::cube_recurrence(projected, weight_hh, h0, c0);
     #[cfg(not(feature = "wgpu"))]

@@ -7,7 +7,7 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, Linea
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::dropout::dropout;
-use crate::layer::{Lstm, LstmConfig, LstmImplementation};
+use crate::layer::{Lstm, LstmConfig, LstmImplementation, project_rows};
 use crate::projection::linear_over_positions;
 use crate::state::LstmState;
 use crate::train::TrainingOptions;
@@ -124,7 +124,11 @@ impl LstmLanguageModel {
             // embeddings: projecting the embedding table once and looking rows up gives the
             // same values and skips that layer's input products, forward and backward.
             let bottom = &self.lstm.layers[0];
-            let table = bottom.input_projection(self.embedding.weight.val());
+            let table = project_rows(
+                bottom,
+                self.embedding.weight.val(),
+                LstmImplementation::Auto,
+            );
             let projected = table
                 .select(0, inputs.reshape([batch_size * seq_len]))
                 .reshape([batch_size, seq_len, 4 * bottom.hidden_size()]);

@@ -12,6 +12,7 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use crate::buffer;
 use crate::flex_op::{self, FlexOp};
 use crate::matmul::{Operand, Rhs, matmul};
 
@@ -29,14 +30,15 @@ struct Dims {
 /// - `projected`: `x W_ih^T + b_ih + b_hh` for every step, `[batch, seq_len, 4 * hidden]`.
 /// - `weight_hh`: `[4 * hidden, hidden]`; `h0`, `c0`: `[batch, hidden]`.
 ///
-/// Returns `[batch, seq_len + 1, hidden]`: `h_1 .. h_T` followed by the final cell state `c_T`,
-/// or `None` on any other backend.
+/// Returns `batch * (seq_len + 1) * hidden` values: `h_1 .. h_T` as `[batch, seq_len, hidden]`,
+/// then the final cell state `c_T` as `[batch, hidden]` (so that the hidden states are one
+/// contiguous block that later layers read without a copy); `None` on any other backend.
 pub(crate) fn fused_recurrence(
     projected: &Tensor<3>,
     weight_hh: &Tensor<2>,
     h0: &Tensor<2>,
     c0: &Tensor<2>,
-) -> Option<Tensor<3>> {
+) -> Option<Tensor<1>> {
     let [batch, steps, gates] = projected.dims();
     let dims = Dims {
         batch,
@@ -49,8 +51,7 @@ pub(crate) fn fused_recurrence(
         flex_op::flatten(h0),
         flex_op::flatten(c0),
     ];
-    let output = flex_op::run(Recurrence(dims), inputs)?;
-    Some(output.reshape([batch, steps + 1, dims.hidden]))
+    flex_op::run(Recurrence(dims), inputs)
 }
 
 /// The recurrence of one layer over a sequence: inputs `projected`, `W_hh`, `h_0`, `c_0`.
@@ -184,7 +185,8 @@ widened! {
     }
 }
 
-/// Returns `[batch, steps + 1, hidden]` (`h_1 .. h_T`, then `c_T`) and the activations.
+/// Returns `h_1 .. h_T` (`[batch, steps, hidden]`) then `c_T` (`[batch, hidden]`), and the
+/// activations.
 fn forward(
     projected: &[f32],
     weight: &[f32],
@@ -197,38 +199,41 @@ fn forward(
         steps,
         hidden,
     } = d;
-    let out_rs = (steps + 1) * hidden;
-    let mut output = vec![0.0f32; batch * out_rs];
+    let mut output = buffer::zeros(batch * (steps + 1) * hidden);
     // Starts as the input projections, `[batch, steps, 4 * hidden]` like them, and becomes the
     // gate activations. Copied by every core into a new buffer (no zeroing first).
     let mut gates = Vec::with_capacity(projected.len());
     projected.par_iter().copied().collect_into_vec(&mut gates);
-    let mut cells = vec![0.0f32; batch * steps * hidden];
+    let mut cells = buffer::zeros(batch * steps * hidden);
     // `W_hh^T`, `[hidden, 4 * hidden]`, packed once for every step.
     let weight_t = Operand::transposed(weight, hidden, 4 * hidden, hidden);
     let weight_t = Rhs::for_rows(weight_t, batch * steps);
     let rows = rows_per_block(batch);
-    output
-        .par_chunks_mut(rows * out_rs)
+    let (h_out, c_out) = output.split_at_mut(batch * steps * hidden);
+    h_out
+        .par_chunks_mut(rows * steps * hidden)
+        .zip(c_out.par_chunks_mut(rows * hidden))
         .zip(gates.par_chunks_mut(rows * steps * 4 * hidden))
         .zip(cells.par_chunks_mut(rows * steps * hidden))
         .zip(
             h0.par_chunks(rows * hidden)
                 .zip(c0.par_chunks(rows * hidden)),
         )
-        .for_each(|(((output, gates), cells), (h0, c0))| {
-            forward_rows(&weight_t, h0, c0, output, gates, cells, steps, hidden)
+        .for_each(|((((h_out, c_out), gates), cells), (h0, c0))| {
+            forward_rows(&weight_t, h0, c0, h_out, c_out, gates, cells, steps, hidden)
         });
     (output, Activations { gates, cells })
 }
 
-/// The forward of a block of batch rows over every step.
+/// The forward of a block of batch rows over every step: writes `h_1 .. h_T` to `h_out`
+/// (`[rows, steps, hidden]`) and `c_T` to `c_out` (`[rows, hidden]`).
 #[allow(clippy::too_many_arguments)]
 fn forward_rows(
     weight_t: &Rhs<'_>,
     h0: &[f32],
     c0: &[f32],
-    output: &mut [f32],
+    h_out: &mut [f32],
+    c_out: &mut [f32],
     gates: &mut [f32],
     cells: &mut [f32],
     steps: usize,
@@ -236,13 +241,12 @@ fn forward_rows(
 ) {
     let rows = h0.len() / hidden;
     let g4 = 4 * hidden;
-    let out_rs = (steps + 1) * hidden;
     for t in 0..steps {
         // gates[:, t] += h_{t-1} W_hh^T
         let (h_prev, h_rs): (&[f32], usize) = if t == 0 {
             (h0, hidden)
         } else {
-            (&output[(t - 1) * hidden..], out_rs)
+            (&h_out[(t - 1) * hidden..], steps * hidden)
         };
         matmul(
             &mut gates[t * g4..],
@@ -259,14 +263,15 @@ fn forward_rows(
             } else {
                 &before[before.len() - hidden..]
             };
-            let h = &mut output[b * out_rs + t * hidden..b * out_rs + (t + 1) * hidden];
+            let h = &mut h_out[(b * steps + t) * hidden..(b * steps + t + 1) * hidden];
             let row = &mut gates[(b * steps + t) * g4..(b * steps + t + 1) * g4];
             cell_update(row, c_prev, &mut after[..hidden], h);
         }
     }
-    for b in 0..rows {
-        let last = &cells[(b * steps + steps - 1) * hidden..(b * steps + steps) * hidden];
-        output[b * out_rs + steps * hidden..(b + 1) * out_rs].copy_from_slice(last);
+    for (b, c_last) in c_out.chunks_exact_mut(hidden).enumerate() {
+        c_last.copy_from_slice(
+            &cells[(b * steps + steps - 1) * hidden..(b * steps + steps) * hidden],
+        );
     }
 }
 
@@ -287,10 +292,11 @@ fn backward(
     } = dims;
     let Activations { gates, cells } = saved;
     let g4 = 4 * hidden;
-    let out_rs = (steps + 1) * hidden;
-    let mut d_projected = vec![0.0f32; batch * steps * g4];
+    // The gradients of `h_1 .. h_T` and of `c_T`, as the output lays them out.
+    let (d_h, d_c) = d_output.split_at(batch * steps * hidden);
+    let mut d_projected = buffer::zeros(batch * steps * g4);
     let mut dh = vec![0.0f32; batch * hidden];
-    let mut dc = vec![0.0f32; batch * hidden];
+    let mut dc = d_c.to_vec();
     // `W_hh`, `[4 * hidden, hidden]`, packed once for every step.
     let weight = Operand::rows(weight, g4, hidden, hidden);
     let weight = Rhs::for_rows(weight, batch * steps);
@@ -308,37 +314,36 @@ fn backward(
         )
         .zip(
             c0.par_chunks(rows * hidden)
-                .zip(d_output.par_chunks(rows * out_rs)),
+                .zip(d_h.par_chunks(rows * steps * hidden)),
         )
-        .for_each(
-            |(((d_projected, (dh, dc)), (gates, cells)), (c0, d_output))| {
-                backward_rows(
-                    &weight,
-                    gates,
-                    cells,
-                    c0,
-                    d_output,
-                    d_projected,
-                    dh,
-                    dc,
-                    steps,
-                    hidden,
-                )
-            },
-        );
+        .for_each(|(((d_projected, (dh, dc)), (gates, cells)), (c0, d_h))| {
+            backward_rows(
+                &weight,
+                gates,
+                cells,
+                c0,
+                d_h,
+                d_projected,
+                dh,
+                dc,
+                steps,
+                hidden,
+            )
+        });
 
     // H_prev: h_{t-1} for every (b, t), h_0 first.
-    let mut h_prev = vec![0.0f32; batch * steps * hidden];
+    let mut h_prev = buffer::zeros(batch * steps * hidden);
     h_prev
         .par_chunks_mut(steps * hidden)
-        .zip(h0.par_chunks(hidden).zip(output.par_chunks(out_rs)))
-        .for_each(|(h_prev, (h0, output))| {
+        .zip(h0.par_chunks(hidden))
+        .zip(output[..batch * steps * hidden].par_chunks(steps * hidden))
+        .for_each(|((h_prev, h0), h)| {
             let (first, rest) = h_prev.split_at_mut(hidden);
             first.copy_from_slice(h0);
-            rest.copy_from_slice(&output[..(steps - 1) * hidden]);
+            rest.copy_from_slice(&h[..(steps - 1) * hidden]);
         });
     // dW_hh = dA^T H_prev, over all (b, t) at once.
-    let mut d_weight = vec![0.0f32; g4 * hidden];
+    let mut d_weight = buffer::zeros(g4 * hidden);
     matmul(
         &mut d_weight,
         hidden,
@@ -350,15 +355,16 @@ fn backward(
     [d_projected, d_weight, dh, dc]
 }
 
-/// Backpropagation through time for a block of batch rows. `dh` and `dc` come in as zeros and
-/// leave as the gradients of `h_0` and `c_0`.
+/// Backpropagation through time for a block of batch rows, from the gradients `d_h` of
+/// `h_1 .. h_T` (`[rows, steps, hidden]`). `dh` comes in as zeros and `dc` as the gradient of
+/// `c_T`; they leave as the gradients of `h_0` and `c_0`.
 #[allow(clippy::too_many_arguments)]
 fn backward_rows(
     weight: &Rhs<'_>,
     gates: &[f32],
     cells: &[f32],
     c0: &[f32],
-    d_output: &[f32],
+    d_h: &[f32],
     d_projected: &mut [f32],
     dh: &mut [f32],
     dc: &mut [f32],
@@ -367,11 +373,6 @@ fn backward_rows(
 ) {
     let rows = dh.len() / hidden;
     let g4 = 4 * hidden;
-    let out_rs = (steps + 1) * hidden;
-    for b in 0..rows {
-        dc[b * hidden..(b + 1) * hidden]
-            .copy_from_slice(&d_output[b * out_rs + steps * hidden..(b + 1) * out_rs]);
-    }
     for t in (0..steps).rev() {
         for b in 0..rows {
             // Row (b, t) of a `[rows, steps, width]` buffer.
@@ -383,7 +384,7 @@ fn backward_rows(
             } else {
                 &cells[at(hidden, t - 1)]
             };
-            let d_out = &d_output[b * out_rs + t * hidden..b * out_rs + (t + 1) * hidden];
+            let d_out = &d_h[at(hidden, t)];
             let dh = &dh[b * hidden..(b + 1) * hidden];
             let dc = &mut dc[b * hidden..(b + 1) * hidden];
             gate_gradients(a, c, c_prev, d_out, dh, dc, &mut d_projected[at(g4, t)]);
