@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where a training step's CPU time goes: `perf record` over `trainer bench` (default model
 # size, tiny-shakespeare, sampling kept to one character), then the symbols with the largest
-# share of the samples, and the share of the process's main thread: Burn's own ops run there
-# while the other cores wait (our ops' parallel work runs on rayon's threads).
+# share of the samples, and the share of the process's main thread with its largest items:
+# Burn's own ops run there while the other cores wait (our ops' parallel work runs on rayon's
+# threads).
 #
 #   scripts/profile-training.sh [STEPS]      (default 40 timed steps)
 #
@@ -23,3 +24,7 @@ perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null
 perf script -i "$work/perf.data" -F pid,tid 2>/dev/null | tr '/' ' ' \
     | awk '{ all++; if ($1 == $2) main++ }
            END { printf "main thread (Burn'"'"'s ops outside ours): %.1f%% of %d samples\n", 100 * main / all, all }'
+pid=$(perf script -i "$work/perf.data" -F pid 2>/dev/null | awk 'NR == 1 { print $1 }')
+echo "its largest items (share of all samples):"
+perf report -i "$work/perf.data" --tid "$pid" --no-children --sort symbol --stdio 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | awk 'NR <= 5' | cut -c1-120

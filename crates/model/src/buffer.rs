@@ -2,8 +2,8 @@
 //!
 //! `vec![0.0; n]` on a block that glibc hands out again is a `memset` on the calling thread
 //! alone (the block held other values), and the ops allocate from Burn's thread while the other
-//! cores wait: at the default model size that was about 6 ms of a training step spent zeroing
-//! on one core. These write the values over every core instead.
+//! cores wait: before these, that `memset` was the largest item on that thread in a training
+//! step's profile (`scripts/profile-training.sh`). These write the values over every core.
 
 use std::mem::MaybeUninit;
 
@@ -19,6 +19,13 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
     }
     // SAFETY: `fill` writes every value of the chunk.
     unsafe { filled(len, PARALLEL_LEN, |chunk| chunk.fill(MaybeUninit::new(0.0))) }
+}
+
+/// A copy of `values`.
+pub(crate) fn copied(values: &[f32]) -> Vec<f32> {
+    let mut buffer = Vec::with_capacity(values.len());
+    values.par_iter().copied().collect_into_vec(&mut buffer);
+    buffer
 }
 
 /// `row` repeated `times` times, one after the other.
@@ -67,6 +74,8 @@ mod tests {
         for len in [0, 1, PARALLEL_LEN - 1, PARALLEL_LEN, 3 * PARALLEL_LEN + 5] {
             assert_eq!(zeros(len), vec![0.0; len], "zeros({len})");
         }
+        let values: Vec<f32> = (0..3 * PARALLEL_LEN + 5).map(|i| i as f32).collect();
+        assert_eq!(copied(&values), values);
         for (width, times) in [(3, 0), (1, 7), (65, 2000), (2048, 33), (7, PARALLEL_LEN)] {
             let row: Vec<f32> = (0..width).map(|i| i as f32 + 0.5).collect();
             assert_eq!(

@@ -262,18 +262,14 @@ fn pack_group(lhs: Operand<'_>, first: usize, rows: usize, k0: usize, group: &mu
             let start = first + (k0 + kk) * lhs.col_stride;
             column[..rows].copy_from_slice(&lhs.data[start..start + rows]);
         }
-    } else if lhs.col_stride == 1 {
+    } else {
+        // Rows are contiguous: every operand is `Operand::rows` or `Operand::transposed`.
+        debug_assert_eq!(lhs.col_stride, 1);
         for r in 0..rows {
             let start = (first + r) * lhs.row_stride + k0;
             let row = &lhs.data[start..start + depth];
             for (column, &value) in group.chunks_exact_mut(MR).zip(row) {
                 column[r] = value;
-            }
-        }
-    } else {
-        for (kk, column) in group.chunks_exact_mut(MR).enumerate() {
-            for (r, value) in column.iter_mut().take(rows).enumerate() {
-                *value = lhs.at(first + r, k0 + kk);
             }
         }
     }

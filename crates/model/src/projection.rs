@@ -80,7 +80,7 @@ struct Projection {
 }
 
 impl Projection {
-    /// The weight as the right-hand side of `x W'`, `[input_size, output_size]`.
+    /// The weight as the forward product's right-hand side, `[input_size, output_size]`.
     fn weight_by_outputs<'a>(&self, weight: &'a [f32]) -> Operand<'a> {
         let (input_size, output_size) = (self.input_size, self.output_size);
         match self.layout {
@@ -91,7 +91,7 @@ impl Projection {
         }
     }
 
-    /// The weight as the right-hand side of `dy W''`, `[output_size, input_size]`.
+    /// The weight as the right-hand side of `dx = dy W`, `[output_size, input_size]`.
     fn weight_by_inputs<'a>(&self, weight: &'a [f32]) -> Operand<'a> {
         let (input_size, output_size) = (self.input_size, self.output_size);
         match self.layout {

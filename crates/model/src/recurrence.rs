@@ -201,9 +201,8 @@ fn forward(
     } = d;
     let mut output = buffer::zeros(batch * (steps + 1) * hidden);
     // Starts as the input projections, `[batch, steps, 4 * hidden]` like them, and becomes the
-    // gate activations. Copied by every core into a new buffer (no zeroing first).
-    let mut gates = Vec::with_capacity(projected.len());
-    projected.par_iter().copied().collect_into_vec(&mut gates);
+    // gate activations.
+    let mut gates = buffer::copied(projected);
     let mut cells = buffer::zeros(batch * steps * hidden);
     // `W_hh^T`, `[hidden, 4 * hidden]`, packed once for every step.
     let weight_t = Operand::transposed(weight, hidden, 4 * hidden, hidden);
