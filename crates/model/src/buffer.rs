@@ -34,12 +34,14 @@ pub(crate) fn repeated(row: &[f32], times: usize) -> Vec<f32> {
         return row.repeat(times);
     }
     let rows_per_chunk = PARALLEL_LEN.div_ceil(row.len());
-    // SAFETY: `cycle` never ends, so the loop writes every value of the chunk; chunks start at
-    // a multiple of the row's length, so each starts with the row's first value.
+    // SAFETY: chunks are whole rows (a multiple of the row's length long), and the loop writes
+    // each of them.
     unsafe {
         filled(row.len() * times, rows_per_chunk * row.len(), |chunk| {
-            for (value, &x) in chunk.iter_mut().zip(row.iter().cycle()) {
-                value.write(x);
+            for copy in chunk.chunks_exact_mut(row.len()) {
+                for (value, &x) in copy.iter_mut().zip(row) {
+                    value.write(x);
+                }
             }
         })
     }

@@ -42,6 +42,7 @@ impl<'a> Operand<'a> {
         }
     }
 
+    #[cfg(test)]
     fn at(&self, row: usize, col: usize) -> f32 {
         self.data[row * self.row_stride + col * self.col_stride]
     }
@@ -103,15 +104,18 @@ impl<'a> Rhs<'a> {
                     // Read along whichever direction is contiguous in memory.
                     if rhs.row_stride == 1 {
                         for (j, column) in columns.enumerate() {
-                            for kk in 0..depth {
-                                panel[kk * NR + j] = rhs.at(k0 + kk, column);
+                            let start = column * rhs.col_stride + k0;
+                            let values = &rhs.data[start..start + depth];
+                            for (row, &value) in panel.chunks_exact_mut(NR).zip(values) {
+                                row[j] = value;
                             }
                         }
                     } else {
-                        for (kk, row) in panel.chunks_mut(NR).enumerate() {
-                            for (column, value) in columns.clone().zip(row.iter_mut()) {
-                                *value = rhs.at(k0 + kk, column);
-                            }
+                        debug_assert_eq!(rhs.col_stride, 1);
+                        let width = columns.len();
+                        for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                            let start = (k0 + kk) * rhs.row_stride + columns.start;
+                            row[..width].copy_from_slice(&rhs.data[start..start + width]);
                         }
                     }
                 });
