@@ -3,7 +3,7 @@
 # size, tiny-shakespeare, sampling kept to one character), then the symbols with the largest
 # share of the samples, and the share of the process's main thread with its largest items:
 # Burn's own ops run there while the other cores wait (our ops' parallel work runs on rayon's
-# threads).
+# threads). Then the page faults of a 20-step bench.
 #
 #   scripts/profile-training.sh [STEPS]      (default 40 timed steps)
 #
@@ -28,3 +28,9 @@ pid=$(perf script -i "$work/perf.data" -F pid 2>/dev/null | awk 'NR == 1 { print
 echo "its largest items (share of all samples):"
 perf report -i "$work/perf.data" --tid "$pid" --no-children --sort symbol --stdio 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | awk 'NR <= 5' | cut -c1-120
+# Page faults of a 20-step bench as scripts/bench-vs-pytorch.sh runs it (without the
+# burn::nn::Lstm baseline): the allocator setting in crates/trainer/src/allocator.rs keeps them low.
+perf stat -x, -e page-faults -o "$work/faults" target/release/trainer bench \
+    --config configs/default.toml --set "data.path=\"$text\"" --set data.valid_fraction=0.1 \
+    --steps 20 >/dev/null
+awk -F, '/page-faults/ { print "page faults, 20-step bench: " $1 }' "$work/faults"
