@@ -725,6 +725,8 @@ mod tests {
             (5, 3, 9, 4, 1),
             // More hidden units than a GPU cube has threads, so each thread takes several.
             (2, 3, 4, 300, 1),
+            // Enough positions (batch x seq_len) for the packed input projection.
+            (9, 8, 20, 24, 2),
         ] {
             let lstm = LstmConfig::new(input_size, hidden)
                 .with_num_layers(layers)

@@ -119,7 +119,7 @@ impl FlexOp<3> for Projection {
             output_size,
             true,
             Operand::rows(input, rows, input_size, input_size),
-            &Rhs::plain(self.weight_by_outputs(weight)),
+            &Rhs::for_rows(self.weight_by_outputs(weight), rows),
             true,
         );
         (output, ())
@@ -145,7 +145,7 @@ impl FlexOp<3> for Projection {
             input_size,
             false,
             Operand::rows(d_output, rows, output_size, output_size),
-            &Rhs::plain(self.weight_by_inputs(weight)),
+            &Rhs::for_rows(self.weight_by_inputs(weight), rows),
             true,
         );
         // dW = dy^T x, or its transpose x^T dy for an input-major weight.
@@ -161,7 +161,7 @@ impl FlexOp<3> for Projection {
             rhs.cols,
             false,
             Operand::transposed(lhs.data, lhs.cols, rows, lhs.cols),
-            &Rhs::plain(rhs),
+            &Rhs::for_rows(rhs, lhs.cols),
             true,
         );
         // Column sums, each thread over its own columns.
@@ -195,7 +195,8 @@ mod tests {
     }
 
     /// Burn's `Linear` against the fused op on the same weights: outputs and the gradients of
-    /// the input, the weight and the bias, with and without a bias, one position and several.
+    /// the input, the weight and the bias, with and without a bias, one position and several, and
+    /// enough positions for the packed products.
     #[test]
     fn fused_linear_matches_burn_linear_in_values_and_gradients() {
         let _rng = crate::test_support::device_rng();
@@ -205,6 +206,8 @@ mod tests {
             (1, 1, 3, 2, true),
             (4, 7, 33, 65, true),
             (3, 5, 40, 9, false),
+            // Enough rows for the packed kernel.
+            (8, 10, 70, 100, true),
         ] {
             let linear = LinearConfig::new(d_input, d_output)
                 .with_bias(bias)

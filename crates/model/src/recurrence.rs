@@ -348,7 +348,7 @@ fn backward(
         hidden,
         false,
         Operand::transposed(&d_projected, g4, batch * steps, g4),
-        &Rhs::plain(Operand::rows(&h_prev, batch * steps, hidden, hidden)),
+        &Rhs::for_rows(Operand::rows(&h_prev, batch * steps, hidden, hidden), g4),
         true,
     );
     [d_projected, d_weight, dh, dc]
