@@ -21,14 +21,11 @@ perf record -q -o "$work/perf.data" target/release/trainer bench --config config
     --steps "$steps" --warmup 3 --sample-length 1 >/dev/null
 perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | awk 'NR <= 20' | cut -c1-120
-perf script -i "$work/perf.data" -F pid,tid 2>/dev/null | tr '/' ' ' \
-    | awk '{ all++; if ($1 == $2) main++ }
-           END { printf "main thread (Burn'"'"'s ops outside ours): %.1f%% of %d samples\n", 100 * main / all, all }'
-echo "its largest items (share of all samples):"
 perf script -i "$work/perf.data" -F pid,tid,ip,sym 2>/dev/null | tr '/' ' ' \
-    | awk '$1 == $2 { $1 = $2 = $3 = ""; sub(/^ +/, ""); n[$0]++ } { all++ }
-           END { for (s in n) printf "%8.2f%%  %s\n", 100 * n[s] / all, s }' \
-    | sort -rn | awk 'NR <= 5' | cut -c1-120
+    | awk '$1 == $2 { main++; $1 = $2 = $3 = ""; sub(/^ +/, ""); n[$0]++ } { all++ }
+           END { printf "main thread (Burn'"'"'s ops outside ours): %.1f%% of %d samples\n", 100 * main / all, all
+                 print "its largest items (share of all samples):"
+                 for (s in n) printf "%8.2f%%  %s\n", 100 * n[s] / all, s | "sort -rn | head -5 | cut -c1-120" }'
 # Page faults of a 20-step bench as scripts/bench-vs-pytorch.sh runs it (without the
 # burn::nn::Lstm baseline): the allocator setting in crates/trainer/src/allocator.rs keeps them low.
 perf stat -x, -e page-faults -o "$work/faults" target/release/trainer bench \

@@ -53,7 +53,10 @@ impl DecoderWeights {
             4 * hidden,
             true,
             Operand::rows(&embedding, vocab, input, input),
-            &Rhs::plain(Operand::transposed(&layers[0].0, input, 4 * hidden, input)),
+            &Rhs::for_rows(
+                Operand::transposed(&layers[0].0, input, 4 * hidden, input),
+                vocab,
+            ),
             true,
         );
         let output_bias = match &model.output.bias {

@@ -133,8 +133,8 @@ impl<'a> Rhs<'a> {
         }
     }
 
-    /// `rhs` as it is, for a product that runs once.
-    pub fn plain(rhs: Operand<'a>) -> Self {
+    /// `rhs` as it is, for the `gemm` crate's product.
+    fn plain(rhs: Operand<'a>) -> Self {
         rhs.check();
         Rhs::Plain(rhs)
     }
