@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: $0 BEFORE AFTER (two commits)" >&2; exit 2; }
-text=$(realpath "${TEXT:-../shared/datasets/tinyshakespeare.txt}")
+text=${TEXT:-../shared/datasets/tinyshakespeare.txt}
+[ -f "$text" ] || { echo "$0: no text at $text (set TEXT)" >&2; exit 2; }
+text=$(realpath "$text")
 repo=$(pwd)
 work=$(mktemp -d)
 trap 'git -C "$repo" worktree prune; rm -rf "$work"' EXIT
