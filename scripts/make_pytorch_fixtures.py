@@ -2,7 +2,7 @@
 
 For each case it builds the PyTorch tutorial's model (nn.Embedding -> nn.LSTM(batch_first=True)
 -> nn.Linear) with odd sizes and a vocabulary with non-ASCII characters, and writes, under
-crates/model/tests/fixtures/:
+crates/char-lstm/tests/fixtures/:
   <case>.pt    the state_dict, as torch.save writes it (what `trainer import` reads)
   <case>.json  the parameters, input ids, a non-zero initial state, the logits, every layer's
                final (h, c), the mean cross-entropy loss, every parameter's gradient, every
@@ -20,7 +20,7 @@ import argparse, json, pathlib
 import torch
 from torch import nn
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/model/tests/fixtures"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/char-lstm/tests/fixtures"
 VOCAB = list("\n !,.?aehlotéü")[:13]  # 13 characters, two of them non-ASCII
 CASES = {
     # name: (embedding, hidden, layers, batch, seq_len, seed)

@@ -5,7 +5,7 @@ use burn::tensor::Device;
 
 /// A compute backend this program can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
+pub enum BackendKind {
     /// Burn's pure-Rust CPU backend (the default).
     Flex,
     /// Burn's ndarray CPU backend (deprecated upstream; kept for comparison).
@@ -16,19 +16,19 @@ pub enum Backend {
     Cuda,
 }
 
-impl Backend {
+impl BackendKind {
     /// The device to compute on, without autodiff.
     ///
     /// Asking for a backend that this build lacks, or that the machine cannot run, is an
     /// error that says how to get it.
     pub fn device(self) -> Result<Device> {
         match self {
-            Backend::Flex => Ok(Device::flex()),
+            BackendKind::Flex => Ok(Device::flex()),
             // Deprecated upstream in favour of flex; offered for comparison while it exists.
             #[allow(deprecated)]
-            Backend::Ndarray => Ok(Device::ndarray()),
-            Backend::Wgpu => wgpu_device(),
-            Backend::Cuda => cuda_device(),
+            BackendKind::Ndarray => Ok(Device::ndarray()),
+            BackendKind::Wgpu => wgpu_device(),
+            BackendKind::Cuda => cuda_device(),
         }
     }
 }

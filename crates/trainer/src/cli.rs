@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::Backend;
+use crate::backend::BackendKind;
 
 /// Train character-level LSTM text generators and sample from them.
 #[derive(Debug, Parser)]
@@ -42,8 +42,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where to compute.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
+    pub backend: BackendKind,
     /// The run directory; `runs/<config file stem>` when omitted.
     #[arg(long)]
     pub run: Option<PathBuf>,
@@ -89,8 +89,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub num_samples: usize,
     /// Where to compute.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
+    pub backend: BackendKind,
 }
 
 /// `trainer bench`.
@@ -100,8 +100,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where to compute.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
+    pub backend: BackendKind,
     /// Override one config key, e.g. `--set data.path=input.txt` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
@@ -147,8 +147,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Where to compute.
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
+    pub backend: BackendKind,
 }
 
 /// How `eval` reads the text.

@@ -8,25 +8,26 @@ use sha2::{Digest, Sha256};
 
 /// Downloads `url` to `path`, checking the SHA-256 when `sha256` is not empty.
 ///
-/// The bytes go to `path.partial` and are renamed into place only once complete and verified,
-/// so a failed or interrupted download never leaves a file that looks finished; the partial
-/// file is removed on failure.
+/// The bytes go to a temporary file that is renamed into place only once complete and verified
+/// (`char_lstm::write_atomic_with`), so a failed or interrupted download never leaves a file
+/// that looks finished.
 pub fn download(url: &str, path: &Path, sha256: &str) -> Result<()> {
-    let partial = path.with_file_name(format!(
-        "{}.partial",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let result = fetch_to(url, &partial, sha256).and_then(|()| {
-        std::fs::rename(&partial, path)
-            .with_context(|| format!("cannot move the download to {}", path.display()))
+    let mut failure = None;
+    let written = char_lstm::write_atomic_with(path, |tmp| {
+        fetch_to(url, tmp, sha256).map_err(|e| {
+            let message = format!("{e:#}");
+            failure = Some(e);
+            std::io::Error::other(message)
+        })
     });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
+    match (written, failure) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(e.into()),
     }
-    result
 }
 
 fn fetch_to(url: &str, partial: &Path, sha256: &str) -> Result<()> {

@@ -2,42 +2,39 @@
 
 mod allocator;
 mod backend;
-mod bench;
-mod checkpointer;
 mod cli;
+mod commands;
 mod config;
-mod curves;
-mod dashboard_sample;
 mod download;
-mod epoch_log;
-mod evaluating;
-mod exchange;
-mod generating;
-mod progress;
-mod run_dir;
-mod step_checkpoints;
-mod strategy;
+mod run;
+mod text_source;
 mod training;
+mod ui;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::training::Finished;
+use crate::commands::train::Finished;
 
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
     let cli = Cli::parse();
+    // A path that `CHAR_LSTM_SIMD` names but the CPU lacks is an error before any work.
+    if let Err(e) = char_lstm::simd::Simd::from_env().and_then(|simd| simd.activate()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let done = |result: anyhow::Result<()>| result.map(|()| Finished::Completed);
     let result = match cli.command {
-        None => training::train(&cli.train),
-        Some(Command::Train(args)) => training::train(&args),
-        Some(Command::Generate(args)) => done(generating::generate(&args)),
-        Some(Command::Bench(args)) => done(bench::bench(&args)),
-        Some(Command::Eval(args)) => done(evaluating::eval(&args)),
-        Some(Command::Import(args)) => done(exchange::import(&args)),
-        Some(Command::Export(args)) => done(exchange::export(&args)),
+        None => commands::train::train(&cli.train),
+        Some(Command::Train(args)) => commands::train::train(&args),
+        Some(Command::Generate(args)) => done(commands::generate::generate(&args)),
+        Some(Command::Bench(args)) => done(commands::bench::bench(&args)),
+        Some(Command::Eval(args)) => done(commands::eval::eval(&args)),
+        Some(Command::Import(args)) => done(commands::exchange::import(&args)),
+        Some(Command::Export(args)) => done(commands::exchange::export(&args)),
     };
     match result {
         Ok(Finished::Completed) => ExitCode::SUCCESS,

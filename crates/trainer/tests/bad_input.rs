@@ -180,7 +180,7 @@ fn bad_runs_and_sampling_options_are_named_errors() {
     std::fs::write(&vocab, r#"{"chars":["a","b","c"]}"#).unwrap();
     let err = failure(&["generate", "--run", run_arg, "--prompt", "a"]);
     assert!(
-        err.contains("model.bpk") && err.contains("3 characters"),
+        err.contains("vocab.json") && err.contains("3 characters"),
         "vocabulary mismatch: {err:?}"
     );
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use common::{failure, root, success};
 
 fn fixtures() -> PathBuf {
-    root().join("crates/model/tests/fixtures")
+    root().join("crates/char-lstm/tests/fixtures")
 }
 
 fn fixture_json(case: &str) -> serde_json::Value {

@@ -1,0 +1,394 @@
+//! Adam with each parameter's update in one pass over its values.
+//!
+//! Burn's `Adam` runs about ten tensor ops per parameter and step, each writing a new tensor;
+//! on flex this one reads the parameter, its gradient and both moments once and writes the new
+//! values in the same pass, split over the cores, in place (the moments always, the parameter
+//! where nothing else holds it), so a step allocates nothing for them. It computes what Burn's
+//! does, operation for operation, and keeps its state as Burn's `AdamState`, so checkpoints
+//! written with either load in the other. On other backends it is Burn's `Adam`.
+//!
+//! With `weight_decay` it is AdamW (Loshchilov and Hutter; PyTorch's `AdamW`): every parameter
+//! is first scaled by `1 - lr * weight_decay`, then takes Adam's step. The decay is decoupled
+//! from the moments, so the moment state stays Adam's.
+
+use std::mem::MaybeUninit;
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::config::Config;
+use burn::optim::{
+    Adam, AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer,
+};
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::cpu::flex_op::values;
+use crate::simd::per_simd_path;
+
+/// Configuration of [`FusedAdam`]; the defaults are PyTorch's.
+#[derive(Config, Debug)]
+pub struct FusedAdamConfig {
+    /// Decay of the first moment.
+    #[config(default = 0.9)]
+    pub beta_1: f32,
+    /// Decay of the second moment.
+    #[config(default = 0.999)]
+    pub beta_2: f32,
+    /// Added to the root of the second moment.
+    #[config(default = 1e-8)]
+    pub epsilon: f32,
+    /// Decoupled weight decay (AdamW), applied to every parameter; 0 is plain Adam.
+    #[config(default = 0.0)]
+    pub weight_decay: f32,
+}
+
+impl FusedAdamConfig {
+    /// The optimizer for a whole module.
+    pub fn init(&self) -> ModuleOptimizer {
+        ModuleOptimizer::from(FusedAdam {
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            composed: AdamConfig::new()
+                .with_beta_1(self.beta_1)
+                .with_beta_2(self.beta_2)
+                .with_epsilon(self.epsilon)
+                .build(),
+        })
+    }
+}
+
+/// Adam or AdamW (no AMSGrad), fused on flex.
+#[derive(Clone)]
+pub struct FusedAdam {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    /// Burn's Adam with the same settings, for other backends.
+    composed: Adam,
+}
+
+impl Optimizer for FusedAdam {
+    type State<const D: usize> = AdamState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        if fusable(&tensor, &grad, state.as_ref()) {
+            let (tensor, state) = self.fused_step(lr, tensor, grad, state);
+            return (tensor, Some(state));
+        }
+        if self.weight_decay == 0.0 {
+            self.composed.step(lr, tensor, grad, state)
+        } else {
+            let decayed = tensor.mul_scalar(self.decay(lr));
+            self.composed.step(lr, decayed, grad, state)
+        }
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        Adam::to_device(state, device)
+    }
+}
+
+impl FusedAdam {
+    /// What each parameter is scaled by before the step.
+    fn decay(&self, lr: LearningRate) -> f32 {
+        1.0 - lr as f32 * self.weight_decay
+    }
+
+    /// The step on flex tensors ([`fusable`]), one pass over the values: the moments are
+    /// updated in place, and so is the parameter where nothing else holds it (else its new
+    /// values go to a new buffer).
+    fn fused_step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamState<D>>,
+    ) -> (Tensor<D>, AdamState<D>) {
+        let shape = tensor.shape();
+        let flex = |t: Tensor<D>| {
+            t.try_into_primitive::<Flex>()
+                .unwrap_or_else(|_| unreachable!("checked by `fusable`"))
+        };
+        let (param, gradient) = (flex(tensor), flex(grad));
+        let moments = state.map(|s| {
+            let momentum = s.momentum;
+            (
+                flex(momentum.moment_1),
+                flex(momentum.moment_2),
+                momentum.time,
+            )
+        });
+        let time = moments.as_ref().map_or(0, |m| m.2) + 1;
+        let gradient = values(&gradient);
+        let len = gradient.len();
+        let (mut m, mut v) = match moments {
+            Some((m, v, _)) => (writable(m), writable(v)),
+            None => {
+                let zeros = || FlexTensor::from_data(TensorData::new(vec![0.0f32; len], [len]));
+                (zeros(), zeros())
+            }
+        };
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        // Burn's expressions and their order, so the results match it bit for bit.
+        let bias_correction2_sqrt = (1.0 - b2.powi(time as i32)).sqrt();
+        let constants = StepConstants {
+            beta_1: b1,
+            beta_2: b2,
+            combined_factor: bias_correction2_sqrt / (1.0 - b1.powi(time as i32)),
+            epsilon: self.epsilon * bias_correction2_sqrt,
+            decay: self.decay(lr),
+            lr: lr as f32,
+            first: time == 1,
+        };
+        const CHUNK: usize = 1 << 14;
+        let moments = storage(&mut m)
+            .par_chunks_mut(CHUNK)
+            .zip(storage(&mut v).par_chunks_mut(CHUNK))
+            .zip(gradient.par_chunks(CHUNK));
+        let mut param = param;
+        let param = if is_writable(&mut param) {
+            moments
+                .zip(storage(&mut param).par_chunks_mut(CHUNK))
+                .for_each(|(((m, v), g), p)| update_in_place(constants, p, m, v, g));
+            param
+        } else {
+            // Something else holds the parameter (the model it came from): the new values go
+            // to a new buffer in the same pass, rather than into a copy made first.
+            let old = values(&param);
+            let mut new = Vec::with_capacity(len);
+            moments
+                .zip(old.par_chunks(CHUNK))
+                .zip(new.spare_capacity_mut().par_chunks_mut(CHUNK))
+                .for_each(|((((m, v), g), p), out)| update_into(constants, p, out, m, v, g));
+            // SAFETY: the chunks above cover all `len` values of the spare capacity, and
+            // `update_into` wrote each value of its chunk.
+            unsafe { new.set_len(len) };
+            FlexTensor::from_data(TensorData::new(new, [len]))
+        };
+        let on_flex = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t).reshape(shape.clone());
+        let state = AdamState::new(AdaptiveMomentumState::new(time, on_flex(m), on_flex(v)));
+        (on_flex(param), state)
+    }
+}
+
+/// What one step of Adam computes each value's update from.
+#[derive(Clone, Copy)]
+struct StepConstants {
+    beta_1: f32,
+    beta_2: f32,
+    /// `sqrt(1 - beta_2^t) / (1 - beta_1^t)`.
+    combined_factor: f32,
+    /// `epsilon * sqrt(1 - beta_2^t)`.
+    epsilon: f32,
+    /// The weight decay's factor, 1 without decay.
+    decay: f32,
+    lr: f32,
+    /// The first step, from zero moments.
+    first: bool,
+}
+
+impl StepConstants {
+    /// One value's new moments (in place) and its step; `x * 1.0 == x`, so without decay
+    /// `p * decay - step` is Burn's update bit for bit.
+    #[inline(always)]
+    fn step(self, m: &mut f32, v: &mut f32, g: f32) -> f32 {
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        (*m, *v) = if self.first {
+            (g * (1.0 - b1), g * g * (1.0 - b2))
+        } else {
+            (*m * b1 + g * (1.0 - b1), *v * b2 + g * g * (1.0 - b2))
+        };
+        *m * self.combined_factor / (v.sqrt() + self.epsilon) * self.lr
+    }
+}
+
+per_simd_path! {
+    /// Adam over one chunk of a parameter, written in place.
+    fn update_in_place(k: StepConstants, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
+        for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+            *p = *p * k.decay - k.step(m, v, g);
+        }
+    }
+}
+
+per_simd_path! {
+    /// Adam over one chunk of a parameter `p`, its new values written to `out`.
+    fn update_into(
+        k: StepConstants,
+        p: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        m: &mut [f32],
+        v: &mut [f32],
+        g: &[f32],
+    ) {
+        for ((((&p, out), m), v), &g) in p.iter().zip(out).zip(m).zip(v).zip(g) {
+            out.write(p * k.decay - k.step(m, v, g));
+        }
+    }
+}
+
+/// Whether [`FusedAdam::fused_step`] takes this step: every tensor on flex (optimizers see
+/// them without autodiff), and no AMSGrad moment.
+fn fusable<const D: usize>(
+    tensor: &Tensor<D>,
+    grad: &Tensor<D>,
+    state: Option<&AdamState<D>>,
+) -> bool {
+    let on_flex = |t: &Tensor<D>| t.clone().try_into_primitive::<Flex>().is_ok();
+    on_flex(tensor)
+        && on_flex(grad)
+        && state.is_none_or(|s| {
+            s.momentum.max_moment_2.is_none()
+                && on_flex(&s.momentum.moment_1)
+                && on_flex(&s.momentum.moment_2)
+        })
+}
+
+/// The values of an `f32` tensor made [`writable`], to write in place.
+fn storage(tensor: &mut FlexTensor) -> &mut [f32] {
+    tensor
+        .try_storage_mut::<f32>()
+        .expect("a writable tensor owns its storage")
+}
+
+/// Whether `tensor` is contiguous and owns all of its storage, so that it can be written in
+/// place.
+fn is_writable(tensor: &mut FlexTensor) -> bool {
+    let whole = tensor
+        .as_slice::<f32>()
+        .is_some_and(|s| s.len() == tensor.storage::<f32>().len());
+    whole && tensor.try_storage_mut::<f32>().is_some()
+}
+
+/// `tensor` as a contiguous tensor that owns all of its storage, so that it can be written in
+/// place: itself where it already is one, else a flat copy.
+fn writable(mut tensor: FlexTensor) -> FlexTensor {
+    if is_writable(&mut tensor) {
+        return tensor;
+    }
+    let copy = values(&tensor).into_owned();
+    let len = copy.len();
+    FlexTensor::from_data(TensorData::new(copy, [len]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::{AdamWConfig, GradientsParams};
+    use burn::tensor::Distribution;
+
+    /// The weights of a `Linear` after each of four steps of `ours` and of `theirs` from the
+    /// same start and inputs, on `device`; the rate grows from 0.01 to 0.04.
+    fn weights_per_step(
+        device: Device,
+        seed: u64,
+        mut ours: ModuleOptimizer,
+        mut theirs: ModuleOptimizer,
+    ) -> Vec<(Vec<f32>, Vec<f32>)> {
+        device.seed(seed);
+        let ad = device.autodiff();
+        let start: Linear = LinearConfig::new(37, 19).init(&ad);
+        let (mut a, mut b) = (start.clone(), start);
+        (1..=4)
+            .map(|step| {
+                let input = Tensor::<2>::random([5, 37], Distribution::Uniform(-1.0, 1.0), &ad);
+                let grads_of = |model: &Linear| {
+                    let loss = model.forward(input.clone()).powf_scalar(2.0).sum();
+                    GradientsParams::from_grads(loss.backward(), model)
+                };
+                let lr = 1e-2 * step as f64;
+                let (g_a, g_b) = (grads_of(&a), grads_of(&b));
+                a = ours.step(lr, a.clone(), g_a);
+                b = theirs.step(lr, b.clone(), g_b);
+                (weights(&a), weights(&b))
+            })
+            .collect()
+    }
+
+    fn weights(model: &Linear) -> Vec<f32> {
+        let bias = model.bias.as_ref().map(Param::val).unwrap();
+        [model.weight.val().into_data(), bias.into_data()]
+            .iter()
+            .flat_map(|d| d.try_to_vec::<f32>().unwrap())
+            .collect()
+    }
+
+    /// A few steps of ours and of Burn's Adam from the same weights and gradients give the same
+    /// weights, to the last bit.
+    #[test]
+    fn matches_burn_adam_bit_for_bit() {
+        let _rng = crate::testing::device_rng();
+        let config = FusedAdamConfig::new();
+        let burn = AdamConfig::new().with_epsilon(config.epsilon).init();
+        for (step, (ours, theirs)) in weights_per_step(Device::flex(), 3, config.init(), burn)
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(ours, theirs, "step {step}");
+        }
+    }
+
+    /// With weight decay, a few steps of ours and of Burn's `AdamW` from the same weights and
+    /// gradients agree to float rounding (their bias corrections are written differently), on
+    /// flex (the fused pass) and on ndarray (Burn's Adam after the decay).
+    #[test]
+    #[allow(deprecated)] // ndarray stands for every backend that is not flex
+    fn weight_decay_matches_burn_adamw() {
+        let _rng = crate::testing::device_rng();
+        let config = FusedAdamConfig::new().with_weight_decay(0.5);
+        for device in [Device::flex(), Device::ndarray()] {
+            let burn = AdamWConfig::new()
+                .with_epsilon(config.epsilon)
+                .with_weight_decay(config.weight_decay)
+                .init();
+            let name = format!("{device:?}");
+            for (step, (ours, theirs)) in weights_per_step(device, 5, config.init(), burn)
+                .into_iter()
+                .enumerate()
+            {
+                for (a, b) in ours.into_iter().zip(theirs) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                        "{name} step {step}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Where the gradient is zero Adam's step is zero, so only the decay moves a weight:
+    /// after steps at rates `lr_1, lr_2, ...` it is `w * (1 - lr_1 * wd) * (1 - lr_2 * wd) ...`.
+    #[test]
+    #[allow(deprecated)] // ndarray stands for every backend that is not flex
+    fn weight_decay_alone_shrinks_by_one_minus_lr_times_decay() {
+        for device in [Device::flex(), Device::ndarray()] {
+            let ad = device.clone().autodiff();
+            let mut model: Linear = LinearConfig::new(3, 2).init(&ad);
+            let mut expected = weights(&model);
+            let mut optim = FusedAdamConfig::new().with_weight_decay(0.1).init();
+            for lr in [0.5, 0.25, 0.125] {
+                let loss = model
+                    .forward(Tensor::<2>::ones([1, 3], &ad))
+                    .sum()
+                    .mul_scalar(0.0);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                for w in &mut expected {
+                    *w *= 1.0 - lr as f32 * 0.1;
+                }
+                assert_eq!(weights(&model), expected, "{device:?} at rate {lr}");
+            }
+        }
+    }
+}

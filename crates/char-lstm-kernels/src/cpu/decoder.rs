@@ -1,0 +1,230 @@
+//! Token-by-token decoding on flex without Burn tensors: every weight is copied out once
+//! (packed for the matrix kernel), every buffer is allocated once, and each step reuses them,
+//! so generating a character allocates nothing.
+
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+
+use crate::cpu::flex_op::host_values;
+use crate::cpu::gates::cell_update;
+use crate::cpu::matmul::{Operand, Rhs, Threads, Write, matmul};
+
+/// One LSTM layer's weights in PyTorch's layout: `weight_ih` `[4H, input]`, `weight_hh`
+/// `[4H, H]`, `bias_ih` and `bias_hh` `[4H]`.
+#[derive(Debug, Clone)]
+pub struct LayerTensors {
+    /// The input weights.
+    pub weight_ih: Tensor<2>,
+    /// The recurrent weights.
+    pub weight_hh: Tensor<2>,
+    /// The input biases.
+    pub bias_ih: Tensor<1>,
+    /// The recurrent biases.
+    pub bias_hh: Tensor<1>,
+}
+
+/// A language model's weights (embedding, LSTM layers, output layer) packed for decoding.
+pub struct DecoderWeights {
+    vocab: usize,
+    hidden: usize,
+    /// The bottom layer's input projection of every token, biases included, `[vocab, 4H]`.
+    table: Vec<f32>,
+    layers: Vec<PackedLayer>,
+    /// The output layer's weight, `[H, vocab]`, and bias `[vocab]`.
+    output: Rhs<'static>,
+    output_bias: Vec<f32>,
+}
+
+/// One layer's products: `W_ih^T` (`None` for the bottom layer, which reads the table) and
+/// `W_hh^T`, packed, and `b_ih + b_hh`.
+struct PackedLayer {
+    w_ih_t: Option<Rhs<'static>>,
+    w_hh_t: Rhs<'static>,
+    bias: Vec<f32>,
+}
+
+impl DecoderWeights {
+    /// The weights when they live on flex (without autodiff); `None` elsewhere.
+    ///
+    /// - `embedding`: `[vocab, input]`; `layers`: bottom first.
+    /// - `output_weight`: `[H, vocab]` (Burn's `Linear` layout); `output_bias`: `[vocab]`.
+    ///
+    /// The weights are packed for our kernel whatever the number of streams decoded later, so
+    /// each stream's logits are the same bits in a batch as alone on our kernel's paths.
+    pub fn new(
+        embedding: Tensor<2>,
+        layers: &[LayerTensors],
+        output_weight: Tensor<2>,
+        output_bias: Option<Tensor<1>>,
+    ) -> Option<Self> {
+        let [vocab, input] = embedding.dims();
+        let hidden = layers.first()?.weight_hh.dims()[1];
+        let g4 = 4 * hidden;
+        let mut packed = Vec::with_capacity(layers.len());
+        let mut bottom_ih = Vec::new();
+        for (index, layer) in layers.iter().enumerate() {
+            let bias: Vec<f32> = host_values(layer.bias_ih.clone())?
+                .iter()
+                .zip(host_values(layer.bias_hh.clone())?)
+                .map(|(a, b)| a + b)
+                .collect();
+            let w_ih = host_values(layer.weight_ih.clone())?;
+            let w_hh = host_values(layer.weight_hh.clone())?;
+            let layer_input = w_ih.len() / g4;
+            let w_ih_t = if index == 0 {
+                bottom_ih = w_ih;
+                None
+            } else {
+                let w = Operand::transposed(&w_ih, layer_input, g4, layer_input);
+                Some(Rhs::packed_owned(w))
+            };
+            let w_hh_t = Rhs::packed_owned(Operand::transposed(&w_hh, hidden, g4, hidden));
+            packed.push(PackedLayer {
+                w_ih_t,
+                w_hh_t,
+                bias,
+            });
+        }
+        let embedding = host_values(embedding)?;
+        let mut table = crate::cpu::buffer::repeated(&packed[0].bias, vocab);
+        matmul(
+            &mut table,
+            g4,
+            Write::Add,
+            Operand::rows(&embedding, vocab, input, input),
+            &Rhs::for_rows(Operand::transposed(&bottom_ih, input, g4, input), vocab),
+            Threads::All,
+        );
+        let output_bias = match output_bias {
+            Some(bias) => host_values(bias)?,
+            None => vec![0.0; vocab],
+        };
+        let output_weight = host_values(output_weight)?;
+        let output = Rhs::packed_owned(Operand::rows(&output_weight, hidden, vocab, vocab));
+        Some(Self {
+            vocab,
+            hidden,
+            table,
+            layers: packed,
+            output,
+            output_bias,
+        })
+    }
+
+    /// The number of tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+}
+
+/// The state of `streams` streams and the buffers of one step.
+pub struct Decoder {
+    weights: Arc<DecoderWeights>,
+    streams: usize,
+    /// Per layer `h` and `c`, `[streams, H]`.
+    hidden: Vec<Vec<f32>>,
+    cell: Vec<Vec<f32>>,
+    /// The cell state being written, swapped with `cell` after each layer.
+    next_cell: Vec<f32>,
+    gates: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl Decoder {
+    /// A decoder for `streams` streams from zero states.
+    pub fn new(weights: Arc<DecoderWeights>, streams: usize) -> Self {
+        let (h, layers, vocab) = (weights.hidden, weights.layers.len(), weights.vocab);
+        Self {
+            weights,
+            streams,
+            hidden: vec![vec![0.0; streams * h]; layers],
+            cell: vec![vec![0.0; streams * h]; layers],
+            next_cell: vec![0.0; streams * h],
+            gates: vec![0.0; streams * 4 * h],
+            logits: vec![0.0; streams * vocab],
+        }
+    }
+
+    /// Feeds one token per stream; the next-token logits, `[streams, vocab]`.
+    ///
+    /// # Panics
+    /// If `tokens` does not hold one token per stream, or a token is outside the vocabulary.
+    pub fn step(&mut self, tokens: &[u32]) -> &[f32] {
+        let w = &*self.weights;
+        let (h, g4, streams) = (w.hidden, 4 * w.hidden, self.streams);
+        assert_eq!(tokens.len(), streams, "one token per stream");
+        for (index, layer) in w.layers.iter().enumerate() {
+            let (below, rest) = self.hidden.split_at_mut(index);
+            let hidden = &mut rest[0];
+            match (below.last(), &layer.w_ih_t) {
+                (Some(x), Some(w_ih_t)) => {
+                    for row in self.gates.chunks_mut(g4) {
+                        row.copy_from_slice(&layer.bias);
+                    }
+                    let x = Operand::rows(x, streams, h, h);
+                    matmul(&mut self.gates, g4, Write::Add, x, w_ih_t, Threads::All);
+                }
+                _ => {
+                    for (row, &token) in self.gates.chunks_mut(g4).zip(tokens) {
+                        let token = token as usize;
+                        row.copy_from_slice(&w.table[token * g4..(token + 1) * g4]);
+                    }
+                }
+            }
+            let h_prev = Operand::rows(hidden, streams, h, h);
+            matmul(
+                &mut self.gates,
+                g4,
+                Write::Add,
+                h_prev,
+                &layer.w_hh_t,
+                Threads::All,
+            );
+            let cell = &mut self.cell[index];
+            for (((gates, c_prev), c), h) in self
+                .gates
+                .chunks_mut(g4)
+                .zip(cell.chunks(h))
+                .zip(self.next_cell.chunks_mut(h))
+                .zip(hidden.chunks_mut(h))
+            {
+                cell_update(gates, c_prev, c, h);
+            }
+            std::mem::swap(cell, &mut self.next_cell);
+        }
+        for row in self.logits.chunks_mut(w.vocab) {
+            row.copy_from_slice(&w.output_bias);
+        }
+        let top = Operand::rows(self.hidden.last().expect("a layer"), streams, h, h);
+        matmul(
+            &mut self.logits,
+            w.vocab,
+            Write::Add,
+            top,
+            &w.output,
+            Threads::All,
+        );
+        &self.logits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    /// Weights that do not live on flex without autodiff are left to Burn's ops.
+    #[test]
+    fn weights_off_plain_flex_are_refused() {
+        let device = Device::flex().autodiff();
+        let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Default, &device);
+        let layer = LayerTensors {
+            weight_ih: random([8, 3]),
+            weight_hh: random([8, 2]),
+            bias_ih: Tensor::zeros([8], &device),
+            bias_hh: Tensor::zeros([8], &device),
+        };
+        assert!(DecoderWeights::new(random([5, 3]), &[layer], random([2, 5]), None).is_none());
+    }
+}

@@ -1,0 +1,47 @@
+//! Fast kernels for the `char-lstm` model crate: the LSTM recurrence, projections, dropout,
+//! Adam and token-by-token decoding as single ops with their own backward, on Burn's flex CPU
+//! backend (AVX-512 or AVX2 where the CPU has them, chosen at run time, see [`simd`]) and, with
+//! the `gpu` feature, the recurrence as one GPU kernel on Burn's CubeCL backend.
+//!
+//! This crate knows no model types: it takes and returns Burn tensors and Burn's `nn` modules.
+//! Each entry point returns `None` (or falls back to Burn's own op) where its tensors do not
+//! live on a backend it has a kernel for, so callers keep a composed path.
+#![warn(missing_docs)]
+
+mod cpu;
+mod custom_op;
+#[cfg(feature = "gpu")]
+mod gpu;
+pub mod simd;
+#[doc(hidden)]
+pub mod testing;
+
+use burn::tensor::Tensor;
+
+pub use cpu::adam::{FusedAdam, FusedAdamConfig};
+pub use cpu::decoder::{Decoder, DecoderWeights, LayerTensors};
+pub use cpu::dropout::fused_dropout;
+pub use cpu::grad_norm::fused_sum_of_squares;
+pub use cpu::projection::{WeightLayout, fused_linear, fused_projection};
+
+/// One LSTM layer's recurrence over a whole sequence as one op with its own backward, where the
+/// tensors live on a backend with a kernel (flex; CubeCL with the `gpu` feature); `None`
+/// elsewhere.
+///
+/// - `projected`: `x W_ih^T + b_ih + b_hh` for every step, `[batch, seq_len, 4 * hidden]`.
+/// - `weight_hh`: `[4 * hidden, hidden]`; `h0`, `c0`: `[batch, hidden]`.
+///
+/// Returns `batch * (seq_len + 1) * hidden` values: `h_1 .. h_T` as `[batch, seq_len, hidden]`,
+/// then the final cell state `c_T` as `[batch, hidden]`, so that the hidden states are one
+/// contiguous block that later layers read without a copy.
+pub fn fused_recurrence(
+    projected: &Tensor<3>,
+    weight_hh: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+) -> Option<Tensor<1>> {
+    let on_cpu = cpu::recurrence::recurrence(projected, weight_hh, h0, c0);
+    #[cfg(feature = "gpu")]
+    let on_cpu = on_cpu.or_else(|| gpu::recurrence::recurrence(projected, weight_hh, h0, c0));
+    on_cpu
+}

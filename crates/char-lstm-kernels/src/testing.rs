@@ -1,0 +1,14 @@
+//! What tests share, here and in the crates that use this one.
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Held by every test that draws from flex's random generator, which is one for the whole
+/// process: a test that seeds it twice to draw the same dropout mask again must not have
+/// another test's draws land in between.
+pub fn device_rng() -> MutexGuard<'static, ()> {
+    static GENERATOR: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it leaves nothing to repair.
+    GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

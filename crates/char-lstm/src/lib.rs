@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod batch;
+mod fused;
+mod network;
+mod run;
+mod text;
+#[cfg(feature = "train")]
+pub mod train;
+
+#[cfg(test)]
+mod test_support;
+
+pub use batch::SequenceBatch;
+pub use network::cell::{LstmCell, LstmCellConfig};
+pub use network::language_model::{LstmLanguageModel, LstmLanguageModelConfig, ModelConfigError};
+pub use network::lstm::{Lstm, LstmConfig, LstmImplementation};
+pub use network::state::LstmState;
+pub use run::atomic_write::{FileError, write_atomic, write_atomic_with};
+pub use run::trained_model::{
+    CONFIG_FILE, LoadError, TrainedModel, VOCAB_FILE, WEIGHTS_FILE, load_model_config,
+};
+pub use text::evaluation::{Evaluation, evaluate_stream, evaluate_windows};
+pub use text::generation::{
+    CharStream, GenerationConfig, GenerationError, TokenGenerator, generate,
+};
+pub use text::sampling::{Sampler, SamplingConfig, SamplingError};
+pub use text::vocab::{CharVocab, VocabError};
+
+/// The fast kernels' instruction-set paths (with the `kernels` feature).
+#[cfg(feature = "kernels")]
+pub use char_lstm_kernels::simd;

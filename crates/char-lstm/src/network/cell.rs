@@ -1,0 +1,194 @@
+//! One LSTM layer's weights and a single time step through its gates.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
+use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::{Device, Tensor};
+
+use crate::network::state::LstmState;
+
+/// Configuration of an [`LstmCell`].
+#[derive(Config, Debug)]
+pub struct LstmCellConfig {
+    /// The size of each input vector.
+    pub input_size: usize,
+    /// The size of the hidden and cell state.
+    pub hidden_size: usize,
+    /// Start the forget gate's bias at 1 (in `bias_ih`, with `bias_hh` at 0) so that the cell
+    /// remembers by default early in training; off gives PyTorch's init for every bias.
+    #[config(default = false)]
+    pub forget_bias: bool,
+}
+
+/// The weights of one LSTM layer, fused over the four gates in PyTorch's layout and gate order
+/// (input `i`, forget `f`, candidate `g`, output `o`), so PyTorch weights load as they are.
+///
+/// For input `x` and state `(h, c)`:
+/// ```text
+/// i = σ(W_ii x + b_ii + W_hi h + b_hi)      f = σ(W_if x + b_if + W_hf h + b_hf)
+/// g = tanh(W_ig x + b_ig + W_hg h + b_hg)   o = σ(W_io x + b_io + W_ho h + b_ho)
+/// c' = f ⊙ c + i ⊙ g                        h' = o ⊙ tanh(c')
+/// ```
+#[derive(Module, Debug)]
+pub struct LstmCell {
+    /// The input weights `[W_ii; W_if; W_ig; W_io]`, `[4 * hidden_size, input_size]`.
+    pub weight_ih: Param<Tensor<2>>,
+    /// The recurrent weights `[W_hi; W_hf; W_hg; W_ho]`, `[4 * hidden_size, hidden_size]`.
+    pub weight_hh: Param<Tensor<2>>,
+    /// The input biases `[b_ii; b_if; b_ig; b_io]`, `[4 * hidden_size]`.
+    pub bias_ih: Param<Tensor<1>>,
+    /// The recurrent biases `[b_hi; b_hf; b_hg; b_ho]`, `[4 * hidden_size]`.
+    pub bias_hh: Param<Tensor<1>>,
+}
+
+impl LstmCellConfig {
+    /// Initializes the weights as PyTorch does: uniform in `±1/sqrt(hidden_size)`.
+    pub fn init(&self, device: &Device) -> LstmCell {
+        let bound = 1.0 / (self.hidden_size as f64).sqrt();
+        let uniform = Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        };
+        let gates = 4 * self.hidden_size;
+        let (bias_ih, bias_hh) = if self.forget_bias {
+            let hidden = self.hidden_size;
+            let forget_ones =
+                Tensor::<1>::zeros([gates], device).slice_fill(hidden..2 * hidden, 1.0);
+            (
+                Param::from_tensor(forget_ones),
+                Param::from_tensor(Tensor::zeros([gates], device)),
+            )
+        } else {
+            (uniform.init([gates], device), uniform.init([gates], device))
+        };
+        LstmCell {
+            weight_ih: uniform.init([gates, self.input_size], device),
+            weight_hh: uniform.init([gates, self.hidden_size], device),
+            bias_ih,
+            bias_hh,
+        }
+    }
+}
+
+impl LstmCell {
+    /// The size of the hidden and cell state.
+    pub fn hidden_size(&self) -> usize {
+        self.weight_hh.dims()[1]
+    }
+
+    /// The size of each input vector.
+    pub fn input_size(&self) -> usize {
+        self.weight_ih.dims()[1]
+    }
+
+    /// The input's contribution to the gates, `x W_ih^T + b_ih + b_hh`:
+    /// `[rows, input_size]` in, `[rows, 4 * hidden_size]` out.
+    ///
+    /// Over a whole sequence (`rows = batch_size * seq_len`) this is one matrix product outside
+    /// the time loop.
+    pub fn input_projection(&self, input: Tensor<2>) -> Tensor<2> {
+        let bias = self.bias_ih.val() + self.bias_hh.val();
+        input.matmul(self.weight_ih.val().transpose()) + bias.unsqueeze::<2>()
+    }
+
+    /// One time step from the input projection of that step (see
+    /// [`LstmCell::input_projection`]), `[batch_size, 4 * hidden_size]`, and the state before it.
+    pub fn step_projected(&self, projected: Tensor<2>, state: LstmState) -> LstmState {
+        self.step_projected_with(projected, state, self.weight_hh.val())
+    }
+
+    /// [`LstmCell::step_projected`] with `weight_hh` in place of the layer's own recurrent
+    /// weights (the same shape; a weight-dropped copy in training).
+    pub(crate) fn step_projected_with(
+        &self,
+        projected: Tensor<2>,
+        state: LstmState,
+        weight_hh: Tensor<2>,
+    ) -> LstmState {
+        let gates = projected + state.hidden.matmul(weight_hh.transpose());
+        let [input, forget, candidate, output]: [Tensor<2>; 4] =
+            gates.chunk(4, 1).try_into().expect("4 gates");
+        let cell = sigmoid(forget) * state.cell + sigmoid(input) * tanh(candidate);
+        let hidden = sigmoid(output) * tanh(cell.clone());
+        LstmState { hidden, cell }
+    }
+
+    /// One time step: input `[batch_size, input_size]` and the state before it give the state
+    /// after it.
+    pub fn forward(&self, input: Tensor<2>, state: LstmState) -> LstmState {
+        self.step_projected(self.input_projection(input), state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{TensorData, Tolerance};
+
+    fn cell_with(
+        device: &Device,
+        weight_ih: [[f32; 1]; 4],
+        weight_hh: [[f32; 1]; 4],
+        bias: [f32; 4],
+    ) -> LstmCell {
+        LstmCell {
+            weight_ih: Param::from_tensor(Tensor::from_data(weight_ih, device)),
+            weight_hh: Param::from_tensor(Tensor::from_data(weight_hh, device)),
+            bias_ih: Param::from_tensor(Tensor::from_data(bias, device)),
+            bias_hh: Param::from_tensor(Tensor::zeros([4], device)),
+        }
+    }
+
+    /// Hidden size 1, input size 1, x = 1, h = 0.5, c = 2.
+    /// Weights (i, f, g, o): W_ih = [1, 0, 0.5, -1], W_hh = [0, 2, 0, 1], b_ih = [0, -1, 0, 0.5].
+    /// Pre-activations: a_i = 1, a_f = 0 + 2*0.5 - 1 = 0, a_g = 0.5, a_o = -1 + 0.5 + 0.5 = 0.
+    /// i = σ(1) = 0.7310585786, f = σ(0) = 0.5, g = tanh(0.5) = 0.4621171573, o = σ(0) = 0.5.
+    /// c' = 0.5*2 + 0.7310585786*0.4621171573 = 1.3378347121.
+    /// h' = 0.5 * tanh(1.3378347121) = 0.5 * 0.8711511895 = 0.4355755947.
+    #[test]
+    fn one_step_matches_hand_computed_values() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        let cell = cell_with(
+            &device,
+            [[1.0], [0.0], [0.5], [-1.0]],
+            [[0.0], [2.0], [0.0], [1.0]],
+            [0.0, -1.0, 0.0, 0.5],
+        );
+        let state = LstmState {
+            hidden: Tensor::from_data([[0.5f32]], &device),
+            cell: Tensor::from_data([[2.0f32]], &device),
+        };
+        let next = cell.forward(Tensor::from_data([[1.0f32]], &device), state);
+        let tol = Tolerance::absolute(1e-6);
+        next.cell
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::from([[1.337_834_7_f32]]), tol);
+        next.hidden
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::from([[0.435_575_6_f32]]), tol);
+    }
+
+    #[test]
+    fn init_follows_pytorch_bounds_and_forget_bias_option() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        let cell = LstmCellConfig::new(3, 4).init(&device);
+        assert_eq!(cell.weight_ih.dims(), [16, 3]);
+        assert_eq!(cell.weight_hh.dims(), [16, 4]);
+        let bound = 0.5 + 1e-7;
+        for values in [
+            cell.weight_ih.val().into_data(),
+            cell.bias_hh.val().into_data(),
+        ] {
+            assert!(values.iter::<f32>().all(|v| v.abs() <= bound));
+        }
+        let cell = LstmCellConfig::new(3, 4)
+            .with_forget_bias(true)
+            .init(&device);
+        let bias: Vec<f32> = cell.bias_ih.val().into_data().try_to_vec().unwrap();
+        assert_eq!(&bias[4..8], &[1.0; 4]);
+        assert!(bias[..4].iter().chain(&bias[8..]).all(|&v| v == 0.0));
+    }
+}

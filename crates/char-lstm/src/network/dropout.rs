@@ -1,0 +1,88 @@
+//! Dropout between layers: per element, or one mask per sequence.
+
+use burn::nn::Dropout;
+use burn::tensor::Tensor;
+
+use crate::fused;
+
+/// `dropout.forward(input)`, as one op on flex.
+pub(crate) fn dropout<const D: usize>(dropout: &Dropout, input: Tensor<D>) -> Tensor<D> {
+    fused::dropout(dropout, input)
+}
+
+/// [`dropout`] with one mask per sequence: element `[b, t, f]` of `input`
+/// (`[batch, seq_len, features]`) is kept at every step `t` or at none (Gal and Ghahramani's
+/// variational dropout, AWD-LSTM's locked dropout). The mask is `[batch, 1, features]`,
+/// drawn by [`dropout`] and broadcast over the steps.
+pub(crate) fn locked_dropout(dropout_layer: &Dropout, input: Tensor<3>) -> Tensor<3> {
+    let device = input.device();
+    if !dropout_layer.training.is_enabled() || !device.is_autodiff() || dropout_layer.prob == 0.0 {
+        return input;
+    }
+    let [batch, _, features] = input.dims();
+    let mask = dropout(dropout_layer, Tensor::ones([batch, 1, features], &device));
+    input * mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::DropoutConfig;
+    use burn::tensor::{Device, Distribution};
+
+    const SIZE: [usize; 3] = [8, 125, 1000];
+
+    /// Values in `[1, 2)`, so a zero in the output can only come from the mask.
+    fn input(device: &Device) -> Tensor<3> {
+        Tensor::random(SIZE, Distribution::Uniform(1.0, 2.0), device)
+    }
+
+    /// A locked mask keeps or drops an element at every step alike, drops about `prob` of
+    /// them, scales the kept ones by `1 / (1 - prob)`, and passes the gradient through the
+    /// same mask.
+    #[test]
+    fn locked_dropout_keeps_one_mask_over_the_steps() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex().autodiff();
+        device.seed(12);
+        let prob = 0.4;
+        let layer = DropoutConfig::new(prob).init();
+        let [batch, seq, features] = SIZE;
+        let x = input(&device).require_grad();
+        let r = Tensor::<3>::random(SIZE, Distribution::Uniform(-1.0, 1.0), &device);
+        let y = locked_dropout(&layer, x.clone());
+        let grads = (y.clone() * r.clone()).sum().backward();
+        let values = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
+        let dx = values(x.grad(&grads).unwrap());
+        let (x, y, r) = (values(x), values(y), values(r));
+        let scale = (1.0 / (1.0 - prob)) as f32;
+        let mut dropped = 0;
+        for b in 0..batch {
+            for f in 0..features {
+                let at = |t: usize| (b * seq + t) * features + f;
+                let kept = y[at(0)] != 0.0;
+                dropped += usize::from(!kept);
+                for t in 0..seq {
+                    let i = at(t);
+                    let (value, grad) = if kept {
+                        (x[i] * scale, r[i] * scale)
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    assert_eq!((y[i], dx[i]), (value, grad), "[{b}, {t}, {f}]");
+                }
+            }
+        }
+        let n = (batch * features) as f64;
+        let tolerance = 4.0 * (n * prob * (1.0 - prob)).sqrt();
+        assert!(
+            (dropped as f64 - n * prob).abs() < tolerance,
+            "{dropped} of {n} dropped"
+        );
+        let outside = locked_dropout(&layer, input(&Device::flex()));
+        assert!(
+            values(outside).iter().all(|&v| v >= 1.0),
+            "off outside training"
+        );
+    }
+}

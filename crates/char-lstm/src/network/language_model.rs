@@ -1,0 +1,243 @@
+//! The character-level language model: Embedding -> stacked LSTM -> Linear.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::fused;
+use crate::network::dropout::dropout;
+use crate::network::lstm::{Lstm, LstmConfig, LstmImplementation, project_rows};
+use crate::network::state::LstmState;
+
+/// Configuration of an [`LstmLanguageModel`]: the `[model]` section of a run's `config.toml`.
+#[derive(Config, Debug, PartialEq)]
+pub struct LstmLanguageModelConfig {
+    /// The number of distinct tokens (characters). In a config file 0 stands for the size of
+    /// the text's vocabulary, which is what a run's saved `config.toml` then records.
+    pub vocab_size: usize,
+    /// The size of each token's embedding vector.
+    #[config(default = 256)]
+    pub embedding_dim: usize,
+    /// The size of every LSTM layer's hidden state.
+    #[config(default = 512)]
+    pub hidden_dim: usize,
+    /// The number of stacked LSTM layers.
+    #[config(default = 2)]
+    pub num_layers: usize,
+    /// Dropout between LSTM layers (training only).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Draw the dropout between layers once per sequence for all its steps (variational
+    /// dropout) instead of for every element.
+    #[config(default = false)]
+    pub variational_dropout: bool,
+    /// Dropout on every LSTM layer's recurrent weights, drawn once per forward pass
+    /// (AWD-LSTM's weight drop; training only).
+    #[config(default = 0.0)]
+    pub weight_dropout: f64,
+    /// Start the forget-gate biases at 1.
+    #[config(default = false)]
+    pub forget_bias: bool,
+    /// Dropout on the top layer's output before the output layer (training only), as
+    /// char-rnn and Zaremba et al. apply it; PyTorch's `nn.LSTM` has none.
+    #[config(default = 0.0)]
+    pub output_dropout: f64,
+}
+
+/// A character-level language model, the same as the PyTorch tutorial's
+/// `nn.Embedding -> nn.LSTM(batch_first=True) -> nn.Linear`.
+#[derive(Module, Debug)]
+pub struct LstmLanguageModel {
+    /// Token embeddings, `[vocab_size, embedding_dim]`.
+    pub embedding: Embedding,
+    /// The stacked LSTM.
+    pub lstm: Lstm,
+    /// Dropout on the top hidden state before [`LstmLanguageModel::output`].
+    pub output_dropout: Dropout,
+    /// The projection from the top hidden state to next-token logits.
+    pub output: Linear,
+}
+
+/// A model setting out of its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelConfigError {
+    /// A size that must be at least 1.
+    #[error("{key} = 0: expected a whole number >= 1")]
+    Zero {
+        /// The setting.
+        key: &'static str,
+    },
+    /// A probability that must be in `[0, 1)`.
+    #[error("{key} = {value}: expected a number in [0, 1)")]
+    NotAProbability {
+        /// The setting.
+        key: &'static str,
+        /// Its value.
+        value: f64,
+    },
+}
+
+impl LstmLanguageModelConfig {
+    /// Checks every setting's range (not `vocab_size`, which may still be 0 in a config file).
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        for (key, value) in [
+            ("embedding_dim", self.embedding_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("num_layers", self.num_layers),
+        ] {
+            if value == 0 {
+                return Err(ModelConfigError::Zero { key });
+            }
+        }
+        for (key, value) in [
+            ("dropout", self.dropout),
+            ("output_dropout", self.output_dropout),
+            ("weight_dropout", self.weight_dropout),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(ModelConfigError::NotAProbability { key, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// Initializes the model: embeddings `N(0, 1)` and a Linear head with PyTorch's init, as
+    /// `nn.Embedding` and `nn.Linear` do.
+    pub fn init(&self, device: &Device) -> LstmLanguageModel {
+        let bound = 1.0 / (self.hidden_dim as f64).sqrt();
+        LstmLanguageModel {
+            embedding: EmbeddingConfig::new(self.vocab_size, self.embedding_dim).init(device),
+            lstm: LstmConfig::new(self.embedding_dim, self.hidden_dim)
+                .with_num_layers(self.num_layers)
+                .with_dropout(self.dropout)
+                .with_variational_dropout(self.variational_dropout)
+                .with_weight_dropout(self.weight_dropout)
+                .with_forget_bias(self.forget_bias)
+                .init(device),
+            output_dropout: DropoutConfig::new(self.output_dropout).init(),
+            output: LinearConfig::new(self.hidden_dim, self.vocab_size)
+                .with_initializer(burn::nn::Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                })
+                .init(device),
+        }
+    }
+}
+
+impl LstmLanguageModel {
+    /// The number of tokens the model knows.
+    pub fn vocab_size(&self) -> usize {
+        self.embedding.weight.dims()[0]
+    }
+
+    /// The number of stacked LSTM layers.
+    pub fn num_layers(&self) -> usize {
+        self.lstm.layers.len()
+    }
+
+    /// The size of every LSTM layer's hidden state.
+    pub fn hidden_dim(&self) -> usize {
+        self.lstm.hidden_size()
+    }
+
+    /// Next-token logits for every position.
+    ///
+    /// - `inputs`: token ids, `[batch_size, seq_len]`.
+    /// - `state`: per layer `(h, c)` to start from, `None` for zeros.
+    ///
+    /// Returns logits `[batch_size, seq_len, vocab_size]` and every layer's final state.
+    pub fn forward(
+        &self,
+        inputs: Tensor<2, Int>,
+        state: Option<Vec<LstmState>>,
+    ) -> (Tensor<3>, Vec<LstmState>) {
+        let [batch_size, seq_len] = inputs.dims();
+        let (hidden, state) = if self.lstm.implementation == LstmImplementation::Fused
+            && self.vocab_size() < batch_size * seq_len
+        {
+            // Each row of the bottom layer's input projection is that of one of `vocab_size`
+            // embeddings: projecting the embedding table once and looking rows up gives the
+            // same values and skips that layer's input products, forward and backward.
+            let bottom = &self.lstm.layers[0];
+            let table = project_rows(
+                bottom,
+                self.embedding.weight.val(),
+                LstmImplementation::Fused,
+            );
+            let projected = table
+                .select(0, inputs.reshape([batch_size * seq_len]))
+                .reshape([batch_size, seq_len, 4 * bottom.hidden_size()]);
+            self.lstm.forward_projected(projected, state)
+        } else {
+            self.lstm.forward(self.embedding.forward(inputs), state)
+        };
+        let hidden = dropout(&self.output_dropout, hidden);
+        let fused = (self.lstm.implementation == LstmImplementation::Fused)
+            .then(|| fused::linear(&self.output, &hidden))
+            .flatten();
+        let logits = fused.unwrap_or_else(|| self.output.forward(hidden));
+        (logits, state)
+    }
+
+    /// Mean cross-entropy of the next-token predictions, in nats, with the logits
+    /// `[batch_size * seq_len, vocab_size]` it was computed from, and the final state.
+    pub fn loss(
+        &self,
+        inputs: Tensor<2, Int>,
+        targets: Tensor<2, Int>,
+        state: Option<Vec<LstmState>>,
+    ) -> (Tensor<1>, Tensor<2>, Vec<LstmState>) {
+        let [batch_size, seq_len] = targets.dims();
+        let (logits, state) = self.forward(inputs, state);
+        let logits = logits.reshape([batch_size * seq_len, self.vocab_size()]);
+        let targets = targets.reshape([batch_size * seq_len]);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), targets);
+        (loss, logits, state)
+    }
+
+    /// One generation step: the next-token logits `[batch_size, vocab_size]` after `tokens`
+    /// `[batch_size]`, and the state to continue from.
+    pub fn step(
+        &self,
+        tokens: Tensor<1, Int>,
+        state: Option<Vec<LstmState>>,
+    ) -> (Tensor<2>, Vec<LstmState>) {
+        let (logits, state) = self.forward(tokens.unsqueeze_dim(1), state);
+        (logits.squeeze_dim(1), state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(model: &LstmLanguageModel, device: &Device) -> Vec<f32> {
+        let inputs = Tensor::<2, Int>::from_data([[1, 2, 3, 4], [4, 3, 2, 1]], device);
+        let (logits, _) = model.forward(inputs, None);
+        logits.into_data().try_to_vec().unwrap()
+    }
+
+    /// Output dropout changes the logits from one training forward to the next, and leaves
+    /// them alone outside training (so evaluation and generation are deterministic).
+    #[test]
+    fn output_dropout_applies_in_training_only() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex().autodiff();
+        let config = LstmLanguageModelConfig::new(5)
+            .with_embedding_dim(8)
+            .with_hidden_dim(16)
+            .with_num_layers(1);
+        let plain = config.init(&device);
+        assert_eq!(logits(&plain, &device), logits(&plain, &device));
+        let dropped = config.clone().with_output_dropout(0.5).init(&device);
+        assert_ne!(logits(&dropped, &device), logits(&dropped, &device));
+        let eval = dropped.valid();
+        let inner = device.inner();
+        assert_eq!(logits(&eval, &inner), logits(&eval, &inner));
+    }
+}

@@ -1,0 +1,3 @@
+//! What the unit tests share.
+
+pub(crate) use char_lstm_kernels::testing::device_rng;

@@ -1,0 +1,263 @@
+//! Choosing the next token from logits: temperature, top-k, top-p, greedy.
+
+use burn::config::Config;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How the next token is drawn from the model's logits.
+#[derive(Config, Debug, PartialEq)]
+pub struct SamplingConfig {
+    /// Divides the logits before the softmax: below 1 sharpens, above 1 flattens; 0 is greedy
+    /// (always the most likely token).
+    #[config(default = 1.0)]
+    pub temperature: f64,
+    /// Keep only the `top_k` most likely tokens; 0 keeps all. Larger than the vocabulary
+    /// keeps all.
+    #[config(default = 0)]
+    pub top_k: usize,
+    /// Keep the smallest set of most likely tokens whose probabilities add up to at least
+    /// `top_p` (nucleus sampling, after top-k and renormalized over what it kept, as Hugging
+    /// Face's samplers do), in `(0, 1]`; 1 keeps all.
+    #[config(default = 1.0)]
+    pub top_p: f64,
+    /// The random seed: the same seed, model and prompt give the same text.
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+/// A sampling setting that makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SamplingError {
+    /// Temperature must be a finite number >= 0.
+    #[error("temperature {0} is invalid, expected a finite number >= 0 (0 = greedy)")]
+    Temperature(f64),
+    /// Top-p must be in `(0, 1]`.
+    #[error("top_p {0} is invalid, expected a number in (0, 1]")]
+    TopP(f64),
+}
+
+impl SamplingConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), SamplingError> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(SamplingError::Temperature(self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(SamplingError::TopP(self.top_p));
+        }
+        Ok(())
+    }
+
+    /// A sampler for one stream, seeded with `seed + stream`.
+    pub fn init(&self, stream: u64) -> Result<Sampler, SamplingError> {
+        self.validate()?;
+        Ok(Sampler {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            rng: StdRng::seed_from_u64(self.seed.wrapping_add(stream)),
+            order: Vec::new(),
+            probs: Vec::new(),
+        })
+    }
+}
+
+/// Draws tokens for one stream; reuses its buffers, so sampling allocates nothing per token.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    temperature: f64,
+    top_k: usize,
+    top_p: f64,
+    rng: StdRng,
+    order: Vec<u32>,
+    probs: Vec<f64>,
+}
+
+impl Sampler {
+    /// Picks the next token id from `logits`, `[vocab_size]`.
+    ///
+    /// # Panics
+    /// If `logits` is empty.
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        assert!(!logits.is_empty(), "no logits to sample from");
+        if self.temperature == 0.0 {
+            return argmax(logits);
+        }
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        self.probs.clear();
+        self.probs.extend(
+            logits
+                .iter()
+                .map(|&l| ((l as f64 - max) / self.temperature).exp()),
+        );
+        let total: f64 = self.probs.iter().sum();
+        self.probs.iter_mut().for_each(|p| *p /= total);
+
+        self.order.clear();
+        self.order.extend(0..logits.len() as u32);
+        let probs = &self.probs;
+        self.order.sort_unstable_by(|&a, &b| {
+            probs[b as usize]
+                .total_cmp(&probs[a as usize])
+                .then(a.cmp(&b))
+        });
+        let mut keep = if self.top_k == 0 {
+            logits.len()
+        } else {
+            self.top_k.min(logits.len())
+        };
+        if self.top_p < 1.0 {
+            // The nucleus of what top-k kept, renormalized (as Hugging Face's samplers do).
+            let top_k_mass: f64 = self.order[..keep]
+                .iter()
+                .map(|&id| probs[id as usize])
+                .sum();
+            let mut cumulative = 0.0;
+            for (rank, &id) in self.order[..keep].iter().enumerate() {
+                cumulative += probs[id as usize];
+                if cumulative >= self.top_p * top_k_mass {
+                    keep = rank + 1;
+                    break;
+                }
+            }
+        }
+        let kept = &self.order[..keep];
+        let mass: f64 = kept.iter().map(|&id| probs[id as usize]).sum();
+        let mut draw = self.rng.random::<f64>() * mass;
+        for &id in kept {
+            draw -= probs[id as usize];
+            if draw < 0.0 {
+                return id;
+            }
+        }
+        // Rounding can leave a sliver of mass: it belongs to the last kept token.
+        kept[keep - 1]
+    }
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOGITS: [f32; 5] = [0.1, 2.0, -1.0, 1.5, 0.0];
+
+    #[test]
+    fn zero_temperature_is_greedy() {
+        let mut sampler = SamplingConfig::new().with_temperature(0.0).init(0).unwrap();
+        assert!((0..20).all(|_| sampler.sample(&LOGITS) == 1));
+    }
+
+    #[test]
+    fn same_seed_same_draws_other_seed_other_draws() {
+        let draws = |seed| {
+            let mut s = SamplingConfig::new().with_seed(seed).init(0).unwrap();
+            (0..64).map(|_| s.sample(&LOGITS)).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+    }
+
+    #[test]
+    fn top_k_and_top_p_keep_only_their_set() {
+        let mut top2 = SamplingConfig::new()
+            .with_top_k(2)
+            .with_temperature(5.0)
+            .init(0)
+            .unwrap();
+        assert!((0..500).all(|_| matches!(top2.sample(&LOGITS), 1 | 3)));
+        // Probabilities at T=1: 2.0 -> 0.47, 1.5 -> 0.29, so top_p 0.6 needs exactly these two.
+        let mut nucleus = SamplingConfig::new().with_top_p(0.6).init(1).unwrap();
+        let draws: Vec<u32> = (0..500).map(|_| nucleus.sample(&LOGITS)).collect();
+        assert!(draws.iter().all(|&d| matches!(d, 1 | 3)));
+        assert!(draws.contains(&1) && draws.contains(&3));
+        let mut huge_k = SamplingConfig::new().with_top_k(1000).init(0).unwrap();
+        assert!((0..500).all(|_| (huge_k.sample(&LOGITS) as usize) < LOGITS.len()));
+    }
+
+    #[test]
+    fn frequencies_follow_the_softmax() {
+        let mut sampler = SamplingConfig::new().with_seed(3).init(0).unwrap();
+        let mut counts = [0usize; 5];
+        let n = 20_000;
+        for _ in 0..n {
+            counts[sampler.sample(&LOGITS) as usize] += 1;
+        }
+        let exp: Vec<f64> = LOGITS.iter().map(|&l| (l as f64).exp()).collect();
+        let total: f64 = exp.iter().sum();
+        for (count, e) in counts.iter().zip(&exp) {
+            let expected = e / total;
+            assert!(
+                (*count as f64 / n as f64 - expected).abs() < 0.015,
+                "{counts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected() {
+        assert_eq!(
+            SamplingConfig::new().with_temperature(-1.0).validate(),
+            Err(SamplingError::Temperature(-1.0))
+        );
+        assert!(
+            SamplingConfig::new()
+                .with_temperature(f64::NAN)
+                .validate()
+                .is_err()
+        );
+        assert!(SamplingConfig::new().with_top_p(0.0).validate().is_err());
+        assert!(SamplingConfig::new().with_top_p(1.5).validate().is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever the logits and settings, the draw is a valid id, inside the top-k set and
+        /// inside the nucleus.
+        #[test]
+        fn draws_stay_in_the_vocabulary_and_the_kept_set(
+            logits in proptest::collection::vec(-20.0f32..20.0, 1..40),
+            top_k in 0usize..50,
+            top_p in 0.01f64..=1.0,
+            temperature in 0.0f64..3.0,
+            seed in 0u64..1000,
+        ) {
+            let config = SamplingConfig::new().with_top_k(top_k).with_top_p(top_p).with_temperature(temperature).with_seed(seed);
+            let mut sampler = config.init(0).unwrap();
+            let mut order: Vec<usize> = (0..logits.len()).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            // Ties at the cut may go either way: allow every id as likely as the k-th.
+            let k = if top_k == 0 { logits.len() } else { top_k.min(logits.len()) };
+            let kth = logits[order[k - 1]];
+            for _ in 0..20 {
+                let id = sampler.sample(&logits) as usize;
+                proptest::prop_assert!(id < logits.len());
+                proptest::prop_assert!(logits[id] >= kth, "id {} outside the top {}", id, k);
+                if temperature > 0.0 {
+                    // The nucleus: the most likely ids whose mass (within the top k, at this
+                    // temperature) first reaches top_p; ties at its edge allowed.
+                    let scaled: Vec<f64> = order[..k].iter().map(|&i| (logits[i] as f64 / temperature).exp()).collect();
+                    let total: f64 = scaled.iter().sum();
+                    let mut mass = 0.0;
+                    let mut edge = logits[order[0]];
+                    for (rank, p) in scaled.iter().enumerate() {
+                        mass += p / total;
+                        edge = logits[order[rank]];
+                        if mass >= top_p - 1e-6 {
+                            break;
+                        }
+                    }
+                    proptest::prop_assert!(logits[id] >= edge, "id {} outside the nucleus", id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! `trainer bench`: training and sampling throughput of a config, printed as one JSON object.
+//!
+//! A benchmark, not a test: it measures, it asserts nothing. Training steps run on random
+//! windows of the training text, as the PyTorch reference's `speed` mode does, so the two
+//! compare step for step.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor};
+use burn::train::TrainStep;
+use char_lstm::train::clip_grad_norm;
+use char_lstm::{
+    CharVocab, GenerationConfig, LstmImplementation, LstmLanguageModel, LstmLanguageModelConfig,
+    SamplingConfig, SequenceBatch,
+};
+use char_lstm_data::{TextSplit, TextWindows, WindowBatcher};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::cli::{BenchArgs, LstmChoice};
+use crate::config::RunConfig;
+
+/// What `trainer bench` prints.
+#[derive(Debug, Serialize)]
+struct BenchReport {
+    backend: String,
+    /// The CPU kernels' instruction-set path (`CHAR_LSTM_SIMD` forces one).
+    simd: &'static str,
+    lstm: String,
+    vocab: usize,
+    embedding_dim: usize,
+    hidden_dim: usize,
+    num_layers: usize,
+    batch_size: usize,
+    seq_len: usize,
+    train_step_ms_median: f64,
+    /// Predicted characters per second: `batch_size * seq_len` over the median step time.
+    train_chars_per_s: f64,
+    /// One stream, temperature 0.8, without autodiff.
+    sample_chars_per_s: f64,
+    /// 32 streams at once; characters of all streams together per second.
+    sample32_chars_per_s: f64,
+    /// The process's peak resident memory after the training steps (Linux `VmHWM`).
+    peak_rss_bytes: Option<u64>,
+    /// The same training step with `burn::nn::Lstm` layers, when `--with-nn-lstm`.
+    nn_lstm_train_chars_per_s: Option<f64>,
+}
+
+/// Runs the benchmark and prints its JSON report.
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let config = RunConfig::resolve(args.config.as_deref(), &args.sets)?;
+    let text = crate::text_source::load_training_text(&config)?;
+    let vocab = CharVocab::from_text(&text)?;
+    let model_config = config.model_for(&vocab)?;
+    let tokens: Arc<[u32]> = vocab.encode(&text)?.into();
+    let split = TextSplit::by_position(tokens.len(), config.data.valid_fraction);
+    let windows = TextWindows::new(tokens, split.train, config.data.seq_len, 1, "training")?;
+    let device = args.backend.device()?;
+    let train_device = device.clone().autodiff();
+    train_device.seed(config.training.seed);
+    let implementation = match args.lstm {
+        LstmChoice::Fused => LstmImplementation::Fused,
+        LstmChoice::Composed => LstmImplementation::Composed,
+    };
+
+    let mut batches = RandomBatches::new(&windows, &config, &train_device);
+    let mut lm = model_config.init(&train_device);
+    lm.lstm = lm.lstm.with_implementation(implementation);
+    let t = &config.training;
+    let mut optim = char_lstm::train::adam(t.weight_decay as f32);
+    let step_time = median_step_time(args, || {
+        let output = TrainStep::step(&lm, batches.next());
+        let grads = match t.grad_clip_norm {
+            0.0 => output.grads,
+            max_norm => clip_grad_norm(&lm, output.grads, max_norm),
+        };
+        lm = optim.step(t.learning_rate, lm.clone(), grads);
+        let _ = output.item.loss.into_scalar::<f32>();
+    });
+    let peak_rss_bytes = peak_rss_bytes();
+
+    let nn_lstm_step_time = if args.with_nn_lstm {
+        let mut baseline = NnLstmModel::new(&model_config, &train_device);
+        let mut optim = burn_adam();
+        Some(median_step_time(args, || {
+            baseline = baseline.clone().train_step(
+                batches.next(),
+                &mut optim,
+                config.training.learning_rate,
+            );
+        }))
+    } else {
+        None
+    };
+
+    let mut sampler_model = model_config.init(&device);
+    sampler_model.lstm = sampler_model.lstm.with_implementation(implementation);
+    let sample_chars_per_s = sampling_speed(&sampler_model, 1, args.sample_length)?;
+    let sample32_chars_per_s = sampling_speed(&sampler_model, 32, args.sample_length / 4)?;
+
+    let chars_per_step = (config.training.batch_size * config.data.seq_len) as f64;
+    let report = BenchReport {
+        backend: format!("{:?}", args.backend).to_lowercase(),
+        simd: char_lstm::simd::Simd::active().name(),
+        lstm: format!("{:?}", args.lstm).to_lowercase(),
+        vocab: vocab.len(),
+        embedding_dim: model_config.embedding_dim,
+        hidden_dim: model_config.hidden_dim,
+        num_layers: model_config.num_layers,
+        batch_size: config.training.batch_size,
+        seq_len: config.data.seq_len,
+        train_step_ms_median: round(step_time.as_secs_f64() * 1e3, 2),
+        train_chars_per_s: round(chars_per_step / step_time.as_secs_f64(), 0),
+        sample_chars_per_s: round(sample_chars_per_s, 0),
+        sample32_chars_per_s: round(sample32_chars_per_s, 0),
+        peak_rss_bytes,
+        nn_lstm_train_chars_per_s: nn_lstm_step_time
+            .map(|t| round(chars_per_step / t.as_secs_f64(), 0)),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Burn's own Adam with PyTorch's defaults, for the `burn::nn::Lstm` baseline: the model as a
+/// Burn user would first write it.
+fn burn_adam() -> ModuleOptimizer {
+    AdamConfig::new().with_epsilon(1e-8).init()
+}
+
+/// Runs `step` `--warmup` times untimed, then `--steps` times timed; the median.
+fn median_step_time(args: &BenchArgs, mut step: impl FnMut()) -> Duration {
+    for _ in 0..args.warmup {
+        step();
+    }
+    let mut times: Vec<Duration> = (0..args.steps.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            step();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Characters per second (all streams together) of `length` sampled characters per stream.
+fn sampling_speed(model: &LstmLanguageModel, streams: usize, length: usize) -> Result<f64> {
+    let config = GenerationConfig::new()
+        .with_length(length.max(1))
+        .with_sampling(SamplingConfig::new().with_temperature(0.8));
+    let start = Instant::now();
+    char_lstm::generate(model, &[0], streams, &config, |_| {})?;
+    Ok((streams * length.max(1)) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Batches of windows drawn uniformly at random, like the PyTorch reference's.
+struct RandomBatches<'a> {
+    windows: &'a TextWindows,
+    batch_size: usize,
+    rng: StdRng,
+    device: Device,
+}
+
+impl<'a> RandomBatches<'a> {
+    fn new(windows: &'a TextWindows, config: &RunConfig, device: &Device) -> Self {
+        Self {
+            windows,
+            batch_size: config.training.batch_size,
+            rng: StdRng::seed_from_u64(config.training.seed),
+            device: device.clone(),
+        }
+    }
+
+    fn next(&mut self) -> SequenceBatch {
+        let items = (0..self.batch_size)
+            .map(|_| {
+                let index = self.rng.random_range(0..self.windows.len());
+                self.windows
+                    .get(index)
+                    .expect("index below the window count")
+            })
+            .collect();
+        WindowBatcher.batch(items, &self.device)
+    }
+}
+
+/// The same network with `burn::nn::Lstm` layers: the baseline the fused op is measured
+/// against.
+#[derive(Module, Debug)]
+struct NnLstmModel {
+    embedding: Embedding,
+    layers: Vec<burn::nn::Lstm>,
+    output: Linear,
+}
+
+impl NnLstmModel {
+    fn new(m: &LstmLanguageModelConfig, device: &Device) -> Self {
+        let vocab_size = m.vocab_size;
+        Self {
+            embedding: EmbeddingConfig::new(vocab_size, m.embedding_dim).init(device),
+            layers: (0..m.num_layers)
+                .map(|layer| {
+                    let input = if layer == 0 {
+                        m.embedding_dim
+                    } else {
+                        m.hidden_dim
+                    };
+                    burn::nn::LstmConfig::new(input, m.hidden_dim, true)
+                        .with_batch_first(true)
+                        .init(device)
+                })
+                .collect(),
+            output: LinearConfig::new(m.hidden_dim, vocab_size).init(device),
+        }
+    }
+
+    fn train_step(self, batch: SequenceBatch, optim: &mut ModuleOptimizer, lr: f64) -> Self {
+        let [batch_size, seq_len] = batch.targets.dims();
+        let mut x = self.embedding.forward(batch.inputs);
+        for layer in &self.layers {
+            x = layer.forward(x, None).0;
+        }
+        let vocab_size = self.embedding.weight.dims()[0];
+        let logits: Tensor<2> = self
+            .output
+            .forward(x)
+            .reshape([batch_size * seq_len, vocab_size]);
+        let targets: Tensor<1, Int> = batch.targets.reshape([batch_size * seq_len]);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits, targets);
+        let grads = GradientsParams::from_grads(loss.backward(), &self);
+        let _ = loss.into_scalar::<f32>();
+        optim.step(lr, self, grads)
+    }
+}
+
+/// The process's peak resident set size, from `/proc/self/status` (Linux only).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        let bytes = peak_rss_bytes().expect("VmHWM in /proc/self/status");
+        assert!(
+            bytes > 1 << 20,
+            "a running test process holds more than 1 MiB: {bytes}"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! The run directory and the files training keeps in it.
+
+pub mod curves;
+pub mod epoch_log;
+pub mod metrics_csv;
+pub mod run_dir;

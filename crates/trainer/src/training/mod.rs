@@ -1,0 +1,5 @@
+//! burn-train glued to long runs: the training loop, and checkpoints inside and after epochs.
+
+pub mod checkpointer;
+pub mod step_checkpoints;
+pub mod strategy;

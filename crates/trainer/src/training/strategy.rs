@@ -1,0 +1,396 @@
+//! The training loop: burn-train's single-device epochs, with what long runs need on top.
+//!
+//! Per step it checks the loss is finite (a NaN or infinite loss stops the run before the
+//! optimizer applies it, so no checkpoint ever holds such weights) and the wall-time limit
+//! (`training.time_limit`: the epoch ends early, is validated and checkpointed). After every
+//! epoch it samples from the model into `samples.txt` and onto the dashboard. In stream mode it carries the LSTM
+//! state from batch to batch, detached, and resets it every epoch. It saves step checkpoints
+//! (`training.checkpoint_every`, and on Ctrl-C) and resumes from one mid-epoch, skipping the
+//! batches already trained on; in stream mode the carried state restarts from zeros there.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use burn::train::metric::store::EventStoreClient;
+use burn::train::{
+    EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent,
+    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents,
+    TrainingError, TrainingItem, ValidLoader,
+};
+use char_lstm::train::clip_grad_norm;
+use char_lstm::{CharVocab, GenerationConfig, LstmLanguageModel, LstmState, SamplingConfig};
+use char_lstm_data::EpochOrder;
+
+use crate::run::run_dir::checkpoint_keys;
+use crate::training::step_checkpoints::{Position, StepCheckpoints};
+use crate::ui::dashboard_sample::LatestSample;
+
+/// Why the loop ended before its last epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EarlyEnd {
+    /// `training.time_limit` was reached during this epoch.
+    TimeLimit { epoch: usize },
+    /// The loss of this step (counted from the start of the run) was not finite.
+    NonFiniteLoss {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+    },
+}
+
+/// The sample drawn after every epoch.
+#[derive(Debug, Clone)]
+pub struct EpochSample {
+    /// The vocabulary, to decode the sample.
+    pub vocab: CharVocab,
+    /// The prompt, encoded.
+    pub prompt: Vec<u32>,
+    /// Characters to sample.
+    pub length: usize,
+    /// Temperature, top-k, top-p and seed.
+    pub sampling: SamplingConfig,
+    /// `samples.txt` in the run directory.
+    pub path: PathBuf,
+    /// Print the sample too (off under the dashboard, which owns the terminal).
+    pub print: bool,
+    /// Where the dashboard reads the newest sample.
+    pub latest: LatestSample,
+}
+
+/// Step checkpoints and where to resume.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// `checkpoint/steps` in the run directory.
+    pub directory: PathBuf,
+    /// `training.checkpoint_every`.
+    pub every: usize,
+    /// Optimizer steps in one epoch.
+    pub batches_per_epoch: usize,
+    /// Resume after this many steps (their checkpoint is loaded into the learner already).
+    pub resume_after: Option<usize>,
+}
+
+/// What the loop does besides training.
+pub struct RunOptions {
+    /// `training.time_limit`.
+    pub time_limit: Option<Duration>,
+    /// Carry the LSTM state from batch to batch (`data.mode = "stream"`).
+    pub stream: bool,
+    /// `training.grad_clip_norm`, when clipping is on.
+    pub grad_clip_norm: Option<f64>,
+    /// The sample after every epoch.
+    pub sample: EpochSample,
+    /// Selects each epoch's order of the training windows (windows mode).
+    pub order: Option<EpochOrder>,
+    /// Step checkpoints.
+    pub steps: StepPlan,
+    /// Set by the Ctrl-C handler.
+    pub interrupted: Arc<AtomicBool>,
+}
+
+/// burn-train's single-device loop with the checks above.
+pub struct RunStrategy {
+    device: Device,
+    options: RunOptions,
+    early_end: Arc<Mutex<Option<EarlyEnd>>>,
+}
+
+impl RunStrategy {
+    /// A loop on `device` (with autodiff) and a handle that says, after training, whether and
+    /// why it ended early.
+    pub fn new(device: Device, options: RunOptions) -> (Self, Arc<Mutex<Option<EarlyEnd>>>) {
+        let early_end = Arc::new(Mutex::new(None));
+        let strategy = Self {
+            device,
+            options,
+            early_end: early_end.clone(),
+        };
+        (strategy, early_end)
+    }
+
+    fn end_early(&self, why: EarlyEnd) {
+        *self.early_end.lock().expect("not poisoned") = Some(why);
+    }
+
+    /// Samples from the model, hands it to the dashboard and adds it to `samples.txt` under its
+    /// epoch (dropping entries of this epoch and later that a resumed run redoes).
+    fn write_sample(&self, model: &LstmLanguageModel, epoch: usize) {
+        let s = &self.options.sample;
+        let mut text = s.vocab.decode(&s.prompt);
+        let config = GenerationConfig::new()
+            .with_length(s.length)
+            .with_sampling(s.sampling.clone());
+        let drawn = char_lstm::generate(model, &s.prompt, 1, &config, |ids| {
+            text.push(
+                s.vocab
+                    .char(ids[0])
+                    .expect("model ids are in the vocabulary"),
+            );
+        });
+        if let Err(e) = drawn {
+            eprintln!("warning: no sample after epoch {epoch}: {e}");
+            return;
+        }
+        s.latest.set(epoch, &text);
+        if s.print {
+            println!("sample after epoch {epoch}:\n{text}");
+        }
+        let heading = |e: usize| format!("=== epoch {e} ===");
+        let existing = std::fs::read_to_string(&s.path).unwrap_or_default();
+        let mut kept: String = existing
+            .split_inclusive('\n')
+            .scan(true, |keep, line| {
+                if let Some(e) = line
+                    .strip_prefix("=== epoch ")
+                    .and_then(|r| r.trim_end().strip_suffix(" ==="))
+                {
+                    *keep = e.parse::<usize>().is_ok_and(|e| e < epoch);
+                }
+                Some(keep.then_some(line))
+            })
+            .flatten()
+            .collect();
+        kept.push_str(&format!("{}\n{text}\n\n", heading(epoch)));
+        if let Err(e) = char_lstm::write_atomic(&s.path, kept.as_bytes()) {
+            eprintln!("warning: cannot write {}: {e}", s.path.display());
+        }
+    }
+}
+
+/// A batch from a data loader; a loading error fails the run and ends the split as the end
+/// of the data would.
+fn loaded<T, E: Into<TrainingError>>(
+    item: Option<Result<T, E>>,
+    interrupter: &Interrupter,
+) -> Option<T> {
+    match item? {
+        Ok(item) => Some(item),
+        Err(e) => {
+            interrupter.fail(e);
+            None
+        }
+    }
+}
+
+/// How an epoch's training split ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SplitEnd {
+    /// Every batch ran.
+    Done,
+    /// `training.time_limit` was reached; the epoch is validated and the run ends.
+    OutOfTime,
+    /// A stop was asked for (Ctrl-C, `q`, an error, a non-finite loss).
+    Stopped,
+}
+
+/// What the loop carries from step to step.
+struct Progress {
+    /// Optimizer steps since the run began.
+    step: usize,
+    /// When this process started training.
+    started: Instant,
+}
+
+impl RunStrategy {
+    /// One epoch's training batches, after skipping the `trained` ones a resumed run already
+    /// trained on.
+    #[allow(clippy::too_many_arguments)]
+    fn train_split(
+        &self,
+        learner: &mut Learner<LstmLanguageModel>,
+        train: &TrainLoader<LstmLanguageModel>,
+        processor: &mut SupervisedTrainingEventProcessor<LstmLanguageModel>,
+        interrupter: &Interrupter,
+        steps: &mut StepCheckpoints,
+        store: &EventStoreClient,
+        progress: &mut Progress,
+        epoch: usize,
+        trained: usize,
+    ) -> SplitEnd {
+        let options = &self.options;
+        // In stream mode each epoch starts every stream from a zero state.
+        let mut carried: Option<Vec<LstmState>> = None;
+        let mut iterator = train.iter();
+        let mut iteration = 0;
+        while iteration < trained {
+            if loaded(iterator.next(), interrupter).is_none() {
+                break;
+            }
+            iteration += 1;
+        }
+        while let Some(item) = loaded(iterator.next(), interrupter) {
+            iteration += 1;
+            progress.step += 1;
+            let step = progress.step;
+            let items = iterator.progress();
+            let output = if options.stream {
+                let (output, last) = learner.model().stateful_step(item, carried.take());
+                carried = Some(last);
+                output
+            } else {
+                learner.train_step(item)
+            };
+            let loss = output.item.loss.clone().into_scalar::<f64>();
+            if !loss.is_finite() {
+                self.end_early(EarlyEnd::NonFiniteLoss { epoch, step, loss });
+                interrupter.stop(Some("non-finite loss"));
+                return SplitEnd::Stopped;
+            }
+            let grads = match options.grad_clip_norm {
+                Some(max_norm) => clip_grad_norm(&learner.model(), output.grads, max_norm),
+                None => output.grads,
+            };
+            learner.lr_step();
+            learner.optimizer_step(grads);
+            steps.after_step(learner, step, store);
+            let item = TrainingItem::new(
+                output.item,
+                items,
+                Some(iteration),
+                Some(learner.lr_current()),
+            );
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::ProcessedItem(item)));
+            if interrupter.should_stop() {
+                return SplitEnd::Stopped;
+            }
+            if options
+                .time_limit
+                .is_some_and(|limit| progress.started.elapsed() >= limit)
+            {
+                return SplitEnd::OutOfTime;
+            }
+        }
+        SplitEnd::Done
+    }
+
+    /// Samples from the model, then runs the validation batches.
+    fn validate_split(
+        &self,
+        model: &LstmLanguageModel,
+        valid: &ValidLoader<LstmLanguageModel>,
+        processor: &mut SupervisedTrainingEventProcessor<LstmLanguageModel>,
+        interrupter: &Interrupter,
+        epoch: usize,
+    ) {
+        interrupter.fail_on_error(processor.process_valid(LearnerEvent::StartSplit {
+            epoch_number: epoch,
+            total_items: valid.num_items(),
+        }));
+        // Before validating, so the validation batches carry it to the dashboard.
+        self.write_sample(model, epoch);
+        let mut iterator = valid.iter();
+        let mut iteration = 0;
+        while let Some(item) = loaded(iterator.next(), interrupter) {
+            iteration += 1;
+            let items = iterator.progress();
+            let item = TrainingItem::new(
+                InferenceStep::step(model, item),
+                items,
+                Some(iteration),
+                None,
+            );
+            interrupter.fail_on_error(processor.process_valid(LearnerEvent::ProcessedItem(item)));
+        }
+        interrupter.fail_on_error(processor.process_valid(LearnerEvent::EndSplit(epoch)));
+    }
+}
+
+impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
+    fn fit(
+        &self,
+        components: TrainingComponents<LstmLanguageModel>,
+        mut learner: Learner<LstmLanguageModel>,
+        dataloader_train: TrainLoader<LstmLanguageModel>,
+        dataloader_valid: ValidLoader<LstmLanguageModel>,
+        starting_epoch: usize,
+    ) -> (
+        LstmLanguageModel,
+        SupervisedTrainingEventProcessor<LstmLanguageModel>,
+    ) {
+        let train = dataloader_train.to_device(&self.device);
+        let valid = dataloader_valid.to_device(&self.device.clone().inner());
+        learner.fork(&self.device);
+        let interrupter = components.interrupter;
+        let mut processor = components.event_processor;
+        let mut checkpointer = components.checkpointer;
+        let mut early_stopping = components.early_stopping;
+        let store = &components.event_store;
+        let options = &self.options;
+        let plan = &options.steps;
+        let mut steps = StepCheckpoints::new(
+            plan.directory.clone(),
+            plan.every,
+            checkpoint_keys(&plan.directory, false),
+            &interrupter,
+        );
+        let (first_epoch, mut skip, step) = match plan.resume_after {
+            Some(step) => {
+                let at = Position::after(step, plan.batches_per_epoch);
+                (at.epoch, at.batches, step)
+            }
+            None => (
+                starting_epoch,
+                0,
+                (starting_epoch - 1) * plan.batches_per_epoch,
+            ),
+        };
+        let mut progress = Progress {
+            step,
+            started: Instant::now(),
+        };
+        for epoch in first_epoch..=components.num_epochs {
+            if let Some(order) = &options.order {
+                order.set_epoch(epoch);
+            }
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::StartSplit {
+                epoch_number: epoch,
+                total_items: train.num_items(),
+            }));
+            let trained = std::mem::take(&mut skip);
+            let end = self.train_split(
+                &mut learner,
+                &train,
+                &mut processor,
+                &interrupter,
+                &mut steps,
+                store,
+                &mut progress,
+                epoch,
+                trained,
+            );
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::EndSplit(epoch)));
+            if end == SplitEnd::Stopped || interrupter.should_stop() {
+                break;
+            }
+            let model = learner.model().valid();
+            self.validate_split(&model, &valid, &mut processor, &interrupter, epoch);
+            interrupter.fail_on_error(processor.process_train(LearnerEvent::EndEpoch(epoch)));
+            interrupter.fail_on_error(processor.flush());
+            if interrupter.should_stop() {
+                break;
+            }
+            if let Some(checkpointer) = &mut checkpointer {
+                checkpointer.checkpoint(&learner, epoch, store);
+            }
+            // The epoch log (metrics.csv, curves.svg) rides on the early-stopping hook.
+            let stop = early_stopping
+                .as_mut()
+                .is_some_and(|s| s.should_stop(epoch, store));
+            if end == SplitEnd::OutOfTime {
+                self.end_early(EarlyEnd::TimeLimit { epoch });
+                break;
+            }
+            if stop {
+                break;
+            }
+        }
+        if options.interrupted.load(Ordering::SeqCst) {
+            steps.save(&learner, progress.step, store);
+        }
+        (learner.model(), processor)
+    }
+}
