@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
 # Training and sampling throughput of the default model size (embedding 256, 2 x 512, batch 32,
-# seq_len 50) on tiny-shakespeare: ours (`trainer bench`) and the PyTorch reference back to
-# back on this machine, then the ratios and both processes' peak resident memory; ROUNDS times
-# (default 3), alternating, then the median of each ratio over the rounds.
+# seq_len 50): ours (`trainer bench`) and the PyTorch reference back to back on this machine,
+# then the ratios and both processes' peak resident memory; ROUNDS times (default 3),
+# alternating, then the median of each ratio over the rounds.
 #
-#   scripts/bench-vs-pytorch.sh [extra `trainer bench` flags, e.g. --backend ndarray]
+#   [SIMD=avx512|avx2|portable] [TEXT=file] [ROUNDS=n] [TRAINER=binary] \
+#     scripts/bench-vs-pytorch.sh [extra `trainer bench` flags, e.g. --backend ndarray]
 #
+# SIMD forces our CPU kernels' path (CHAR_LSTM_SIMD) and PyTorch's onto the same instruction
+# set (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS); unset, each takes the best the CPU has.
+# TEXT defaults to tiny-shakespeare; `scripts/synthetic-cjk.py` writes a text with a large
+# vocabulary. TRAINER runs that binary instead of building this checkout's.
 # Needs ../shared (tiny-shakespeare, the PyTorch reference) and `pip install torch numpy`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 text=${TEXT:-../shared/datasets/tinyshakespeare.txt}
 steps=${STEPS:-20}
-
-cargo build --release -p trainer >&2
-python3 - "$text" "$steps" "${ROUNDS:-3}" "$@" <<'PY'
+trainer=${TRAINER:-target/release/trainer}
+case "${SIMD:-}" in
+    "") ;;
+    avx512) export CHAR_LSTM_SIMD=avx512 ATEN_CPU_CAPABILITY=avx512 MKL_ENABLE_INSTRUCTIONS=AVX512 ;;
+    avx2) export CHAR_LSTM_SIMD=avx2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ;;
+    portable) export CHAR_LSTM_SIMD=portable ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ;;
+    *) echo "$0: SIMD=$SIMD: expected avx512, avx2 or portable" >&2; exit 2 ;;
+esac
+[ -n "${TRAINER:-}" ] || cargo build --release -p trainer >&2
+echo "text: $text; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+    "($(grep -o -m1 avx512f /proc/cpuinfo || echo 'no avx512f'))"
+python3 -c "import torch; print('PyTorch', torch.__version__, 'CPU capability:', torch.backends.cpu.get_cpu_capability(), '(ATEN_CPU_CAPABILITY=' + __import__('os').environ.get('ATEN_CPU_CAPABILITY', 'unset') + ')')"
+python3 - "$trainer" "$text" "$steps" "${ROUNDS:-3}" "$@" <<'PY'
 import json, resource, statistics, subprocess, sys
-text, steps, rounds, extra = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+trainer, text, steps, rounds, extra = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
 
 def run(cmd):
     """Runs cmd; its JSON line and its peak RSS in bytes (Linux reports KiB), where it set a new
@@ -28,12 +43,12 @@ def run(cmd):
 ratios = {"training x PyTorch": [], "training x burn::nn::Lstm": [], "sampling x PyTorch": [],
           "32 streams x single-stream PyTorch": []}
 for n in range(1, rounds + 1):
-    ours, ours_rss = run(["target/release/trainer", "bench", "--config", "configs/default.toml",
+    ours, ours_rss = run([trainer, "bench", "--config", "configs/default.toml",
                           "--set", f"data.path={json.dumps(text)}", "--set", "data.valid_fraction=0.1",
                           "--steps", steps, "--with-nn-lstm", *extra])
     torch, torch_rss = run(["python3", "../shared/bench/pytorch_reference.py", "speed", text,
                             "--steps", steps])
-    print(f"round {n} of {rounds}")
+    print(f"round {n} of {rounds}: ours on the {ours.get('simd', 'avx512 or gemm')} path")
     print("ours:   ", json.dumps(ours))
     print("pytorch:", json.dumps(torch))
     values = [ours["train_chars_per_s"] / torch["train_chars_per_s"],

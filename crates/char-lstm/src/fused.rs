@@ -3,7 +3,7 @@
 //! runs, so that the model falls back to composed tensor ops.
 
 use burn::nn::{Dropout, Linear};
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 /// The body for builds with the kernels, and the fallback for builds without.
 macro_rules! with_kernels {
@@ -60,6 +60,15 @@ pub(crate) fn projection(
 pub(crate) fn linear(linear: &Linear, input: &Tensor<3>) -> Option<Tensor<3>> {
     with_kernels!(char_lstm_kernels::fused_linear(linear, input), {
         let _ = (linear, input);
+        None
+    })
+}
+
+/// Burn's mean cross-entropy of `logits` (`[rows, vocab]`) against `targets` (`[rows]`), as
+/// one op.
+pub(crate) fn cross_entropy(logits: &Tensor<2>, targets: &Tensor<1, Int>) -> Option<Tensor<1>> {
+    with_kernels!(char_lstm_kernels::fused_cross_entropy(logits, targets), {
+        let _ = (logits, targets);
         None
     })
 }

@@ -1,8 +1,10 @@
 //! A run directory written by `trainer` before the model crate took its own loader
 //! (`tests/fixtures/run-2026-12-01`, a 2-layer model of 8 units trained one epoch on
-//! `datasets/smoke.txt`) loads through `TrainedModel`, generates the text that `trainer
-//! generate --run DIR --prompt "The " --length 60 --seed 3 --temperature 0.9` printed then, and
-//! scores the loss `trainer eval` printed then.
+//! `datasets/smoke.txt`) loads through `TrainedModel`, scores the loss that `trainer eval
+//! --run DIR --text datasets/smoke.txt` printed then (so the weights and the forward are as
+//! they were), and generates the text that `trainer generate --run DIR --prompt "The " --length
+//! 60 --seed 3 --temperature 0.9` prints (recorded after sampling over the whole vocabulary
+//! stopped sorting it, which changed the draws of a seed).
 
 use std::path::{Path, PathBuf};
 

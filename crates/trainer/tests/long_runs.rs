@@ -199,6 +199,18 @@ fn kill_9_mid_epoch_resumes_from_the_last_step_checkpoint_as_if_never_stopped() 
         10 * number_after(&out, "after epoch ")
     };
     assert!(step >= 35, "{out}");
+    // The progress lines count on from where the run resumed, not from epoch 1.
+    let first = out
+        .lines()
+        .find(|l| l.starts_with("epoch "))
+        .expect("epoch lines");
+    let epoch: usize = first["epoch ".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(epoch, step / 10 + 1, "{first} after step {step}");
 
     let whole = dir.path().join("whole");
     train_smoke(&whole, &settings);

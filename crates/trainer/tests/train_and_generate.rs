@@ -153,3 +153,50 @@ fn stream_mode_trains_with_the_state_carried() {
     let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(saved.contains("mode = \"stream\""), "{saved}");
 }
+
+/// Seconds in a progress line's `4.2s` / `95s` / `12m05s`.
+fn seconds(text: &str) -> f64 {
+    match text.split_once('m') {
+        Some((m, s)) => {
+            m.parse::<f64>().unwrap() * 60.0 + s.trim_end_matches('s').parse::<f64>().unwrap()
+        }
+        None => text.trim_end_matches('s').parse().unwrap(),
+    }
+}
+
+/// Plain progress prints one line per epoch (the smoke epochs are far shorter than the
+/// interval of progress lines within an epoch), and each line gives the epoch's own time
+/// beside the run's total: the epoch times add up to about the total, not each to all of it.
+#[test]
+fn each_epoch_line_gives_that_epoch_s_own_time_and_the_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        "--set",
+        "training.epochs=4",
+        "--set",
+        "model.hidden_dim=128",
+    ];
+    let out = train_smoke(&dir.path().join("smoke"), &settings);
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("epoch ")).collect();
+    assert_eq!(lines.len(), 4, "one line per epoch:\n{out}");
+    let mut previous_total = 0.0;
+    let mut sum = 0.0;
+    for (n, line) in lines.iter().enumerate() {
+        let rest = line
+            .strip_prefix(&format!("epoch {}/4 done in ", n + 1))
+            .unwrap_or_else(|| panic!("{line}"));
+        let (own, rest) = rest.split_once(" (total ").unwrap();
+        let (total, _) = rest.split_once("):").unwrap();
+        let (own, total) = (seconds(own), seconds(total));
+        sum += own;
+        assert!(
+            own > 0.0 && own <= total - previous_total + 0.02,
+            "{line} after {previous_total}s"
+        );
+        previous_total = total;
+    }
+    assert!(
+        sum <= previous_total + 0.05 && sum >= 0.5 * previous_total,
+        "{sum} vs {previous_total}:\n{out}"
+    );
+}

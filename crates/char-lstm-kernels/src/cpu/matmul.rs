@@ -7,6 +7,8 @@
 //! same bits whatever the other rows are. On the portable path, and for products with few
 //! left-hand rows, the `gemm` crate runs them.
 
+use std::ops::Range;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -87,6 +89,13 @@ const PACK_ROWS: usize = 64;
 
 /// Parallel products only pay off above this many multiply-adds (flex's own threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
+
+/// A product of few rows is split by columns over the cores above this many multiply-adds,
+/// where each thread's share outweighs waking the others.
+const COLUMN_PARALLEL_WORK: usize = 1 << 19;
+
+/// And when each thread gets at least this many panels.
+const COLUMN_PARALLEL_PANELS: usize = 4;
 
 /// The right-hand side of products: packed into panels where our kernel runs, as given
 /// elsewhere.
@@ -235,34 +244,107 @@ pub(crate) fn matmul(
             if m == 0 || n == 0 {
                 return;
             }
-            let mr = tile.rows();
-            // Each task owns `block` rows of `dst` (the last one may be short): at most `MC`,
-            // and as many tasks as a multiple of the thread count, so no thread idles at the end.
-            let block = if parallel {
-                let tasks = m
-                    .div_ceil(MC)
-                    .next_multiple_of(rayon::current_num_threads());
-                m.div_ceil(tasks).next_multiple_of(mr)
-            } else {
-                MC / mr * mr
+            let lhs = LhsRows {
+                lhs,
+                first: 0,
+                rows: m,
             };
-            let run = |(index, dst): (usize, &mut [f32])| {
-                let rows = block.min(m - index * block);
-                let lhs = LhsRows {
-                    lhs,
-                    first: index * block,
-                    rows,
-                };
-                packed_rows(*tile, dst, dst_stride, write, lhs, panels, n);
+            let out = Out {
+                dst,
+                stride: dst_stride,
+                write,
             };
-            let dst = &mut dst[..(m - 1) * dst_stride + n];
-            if parallel {
-                dst.par_chunks_mut(block * dst_stride)
-                    .enumerate()
-                    .for_each(run);
+            let threads_count = rayon::current_num_threads();
+            if parallel && m >= tile.rows() * threads_count {
+                by_row_blocks(*tile, out, lhs, panels, n);
+            } else if threads == Threads::All
+                && m * n * k >= COLUMN_PARALLEL_WORK
+                && n >= COLUMN_PARALLEL_PANELS * tile.cols() * threads_count
+            {
+                by_column_blocks(*tile, out, lhs, panels, n);
             } else {
-                dst.chunks_mut(block * dst_stride).enumerate().for_each(run);
+                let all = 0..n.div_ceil(tile.cols());
+                for rows in (0..m).step_by(MC / tile.rows() * tile.rows()) {
+                    let block = LhsRows {
+                        first: rows,
+                        rows: (MC / tile.rows() * tile.rows()).min(m - rows),
+                        ..lhs
+                    };
+                    let dst = &mut out.dst[rows * dst_stride..];
+                    packed_rows(*tile, dst, dst_stride, write, block, panels, n, all.clone());
+                }
             }
+        }
+    }
+}
+
+/// Where a product goes: `dst`'s rows `stride` apart.
+struct Out<'a> {
+    dst: &'a mut [f32],
+    stride: usize,
+    write: Write,
+}
+
+/// A product with many rows over every core: each task owns a block of rows of `dst` (the last
+/// one may be short), at most `MC`, and as many tasks as a multiple of the thread count, so no
+/// thread idles at the end.
+fn by_row_blocks(tile: Tile, out: Out<'_>, lhs: LhsRows<'_>, panels: &[f32], n: usize) {
+    let m = lhs.rows;
+    let tasks = m
+        .div_ceil(MC)
+        .next_multiple_of(rayon::current_num_threads());
+    let block = m.div_ceil(tasks).next_multiple_of(tile.rows());
+    let all = 0..n.div_ceil(tile.cols());
+    let dst = &mut out.dst[..(m - 1) * out.stride + n];
+    dst.par_chunks_mut(block * out.stride)
+        .enumerate()
+        .for_each(|(index, dst)| {
+            let rows = LhsRows {
+                first: index * block,
+                rows: block.min(m - index * block),
+                ..lhs
+            };
+            packed_rows(
+                tile,
+                dst,
+                out.stride,
+                out.write,
+                rows,
+                panels,
+                n,
+                all.clone(),
+            );
+        });
+}
+
+/// A product with few rows (one character of a few streams) over every core: each thread takes
+/// a share of the panels into a buffer of its own, copied into `dst` after. Every value is
+/// computed as it is by one thread, so the bits do not change.
+fn by_column_blocks(tile: Tile, out: Out<'_>, lhs: LhsRows<'_>, panels: &[f32], n: usize) {
+    let (m, nr) = (lhs.rows, tile.cols());
+    let count = n.div_ceil(nr);
+    let per_task = count.div_ceil(rayon::current_num_threads());
+    let parts: Vec<(usize, usize, Vec<f32>)> = (0..count)
+        .step_by(per_task)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|first| {
+            let range = first..count.min(first + per_task);
+            let (from, to) = (range.start * nr, n.min(range.end * nr));
+            let width = to - from;
+            let mut part = vec![0.0f32; m * width];
+            if out.write == Write::Add {
+                for (row, part) in part.chunks_exact_mut(width).enumerate() {
+                    part.copy_from_slice(&out.dst[row * out.stride + from..][..width]);
+                }
+            }
+            packed_rows(tile, &mut part, width, out.write, lhs, panels, n, range);
+            (from, width, part)
+        })
+        .collect();
+    for (from, width, part) in parts {
+        for (row, part) in part.chunks_exact(width).enumerate() {
+            out.dst[row * out.stride + from..][..width].copy_from_slice(part);
         }
     }
 }
@@ -275,7 +357,9 @@ struct LhsRows<'a> {
     rows: usize,
 }
 
-/// The product of `lhs`'s rows, into `dst` (which starts at the first of them).
+/// The product of `lhs`'s rows and the columns of panels `range`, into `dst` (which starts at
+/// the first of those rows and columns).
+#[allow(clippy::too_many_arguments)]
 fn packed_rows(
     tile: Tile,
     dst: &mut [f32],
@@ -284,6 +368,7 @@ fn packed_rows(
     lhs: LhsRows<'_>,
     panels: &[f32],
     n: usize,
+    range: Range<usize>,
 ) {
     let (mr, nr) = (tile.rows(), tile.cols());
     let LhsRows { lhs, first, rows } = lhs;
@@ -300,11 +385,12 @@ fn packed_rows(
             pack_group(lhs, first + g * mr, group_rows, k0, mr, group);
         }
         let block = &panels[k0 * width..(k0 + depth) * width];
-        for (p, panel) in block.chunks(depth * nr).enumerate() {
+        let panels = block.chunks(depth * nr).enumerate();
+        for (p, panel) in panels.skip(range.start).take(range.len()) {
             let cols = nr.min(n - p * nr);
             for g in 0..groups {
                 let group_rows = mr.min(rows - g * mr);
-                let start = g * mr * dst_stride + p * nr;
+                let start = g * mr * dst_stride + (p - range.start) * nr;
                 let end = start + (group_rows - 1) * dst_stride + cols;
                 tile.run(
                     group_rows,
@@ -418,6 +504,8 @@ mod tests {
             (7, 33, 31),
             (9, 300, 65),
             (13, 17, 9),
+            // Few rows and many columns: split by columns over the cores.
+            (3, 700, 1001),
             (300, 513, 40),
             (2048, 40, 33),
         ];
@@ -486,7 +574,8 @@ mod tests {
     #[test]
     fn packed_rows_are_the_same_bits_alone_in_a_batch_and_on_every_tile() {
         let mut rng = StdRng::seed_from_u64(3);
-        let (m, k, n) = (11, 600, 70);
+        // Large enough that the batch and the single row are split by columns over the cores.
+        let (m, k, n) = (11, 600, 1070);
         let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
         let tiles: Vec<Simd> = Simd::supported()
             .into_iter()

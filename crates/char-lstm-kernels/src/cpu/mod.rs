@@ -2,6 +2,7 @@
 
 pub(crate) mod adam;
 pub(crate) mod buffer;
+pub(crate) mod cross_entropy;
 pub(crate) mod decoder;
 pub(crate) mod dropout;
 pub(crate) mod flex_op;

@@ -194,9 +194,14 @@ impl LstmLanguageModel {
         let (logits, state) = self.forward(inputs, state);
         let logits = logits.reshape([batch_size * seq_len, self.vocab_size()]);
         let targets = targets.reshape([batch_size * seq_len]);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), targets);
+        let fused = (self.lstm.implementation == LstmImplementation::Fused)
+            .then(|| fused::cross_entropy(&logits, &targets))
+            .flatten();
+        let loss = fused.unwrap_or_else(|| {
+            CrossEntropyLossConfig::new()
+                .init(&logits.device())
+                .forward(logits.clone(), targets)
+        });
         (loss, logits, state)
     }
 

@@ -58,6 +58,9 @@ impl SamplingConfig {
             rng: StdRng::seed_from_u64(self.seed.wrapping_add(stream)),
             order: Vec::new(),
             probs: Vec::new(),
+            keys: Vec::new(),
+            scratch_keys: Vec::new(),
+            scratch_order: Vec::new(),
         })
     }
 }
@@ -69,8 +72,14 @@ pub struct Sampler {
     top_k: usize,
     top_p: f64,
     rng: StdRng,
+    /// The kept token ids, most likely first.
     order: Vec<u32>,
     probs: Vec<f64>,
+    /// Sort keys of every token and the radix sort's second buffers, see
+    /// [`Sampler::sort_most_likely`].
+    keys: Vec<u64>,
+    scratch_keys: Vec<u64>,
+    scratch_order: Vec<u32>,
 }
 
 impl Sampler {
@@ -91,21 +100,18 @@ impl Sampler {
                 .map(|&l| ((l as f64 - max) / self.temperature).exp()),
         );
         let total: f64 = self.probs.iter().sum();
-        self.probs.iter_mut().for_each(|p| *p /= total);
 
-        self.order.clear();
-        self.order.extend(0..logits.len() as u32);
-        let probs = &self.probs;
-        self.order.sort_unstable_by(|&a, &b| {
-            probs[b as usize]
-                .total_cmp(&probs[a as usize])
-                .then(a.cmp(&b))
-        });
         let mut keep = if self.top_k == 0 {
             logits.len()
         } else {
             self.top_k.min(logits.len())
         };
+        if keep == logits.len() && self.top_p >= 1.0 {
+            // Every token is kept: no order is needed, so the draw walks the ids in order.
+            return draw_in_id_order(&self.probs, total, self.rng.random::<f64>());
+        }
+        self.sort_most_likely(keep);
+        let probs = &self.probs;
         if self.top_p < 1.0 {
             // The nucleus of what top-k kept, renormalized (as Hugging Face's samplers do).
             let top_k_mass: f64 = self.order[..keep]
@@ -133,6 +139,60 @@ impl Sampler {
         // Rounding can leave a sliver of mass: it belongs to the last kept token.
         kept[keep - 1]
     }
+
+    /// Puts the `keep` most likely token ids first in `order`, most likely first (ties by
+    /// id), from `probs`. The probabilities are never negative, so their bits order them as
+    /// numbers: a stable radix sort of `!bits`, from ids in ascending order, is that order in
+    /// time linear in the vocabulary.
+    fn sort_most_likely(&mut self, keep: usize) {
+        let len = self.probs.len();
+        self.keys.clear();
+        self.keys.extend(self.probs.iter().map(|p| !p.to_bits()));
+        self.order.clear();
+        self.order.extend(0..len as u32);
+        self.scratch_keys.resize(len, 0);
+        self.scratch_order.resize(len, 0);
+        for shift in (0..64).step_by(8) {
+            let digit = |key: u64| ((key >> shift) & 0xff) as usize;
+            let mut starts = [0usize; 257];
+            for &key in &self.keys {
+                starts[digit(key) + 1] += 1;
+            }
+            if starts.contains(&len) {
+                // Every key has this digit: the pass would change nothing.
+                continue;
+            }
+            for d in 0..256 {
+                starts[d + 1] += starts[d];
+            }
+            for (&key, &id) in self.keys.iter().zip(&self.order) {
+                let at = &mut starts[digit(key)];
+                self.scratch_keys[*at] = key;
+                self.scratch_order[*at] = id;
+                *at += 1;
+            }
+            std::mem::swap(&mut self.keys, &mut self.scratch_keys);
+            std::mem::swap(&mut self.order, &mut self.scratch_order);
+        }
+        self.order.truncate(keep);
+    }
+}
+
+/// The token whose share of `total` (the sum of `weights`) holds `uniform * total`, walking
+/// the ids in order; rounding's last sliver of mass goes to the last token with weight.
+fn draw_in_id_order(weights: &[f64], total: f64, uniform: f64) -> u32 {
+    let mut draw = uniform * total;
+    let mut last = 0;
+    for (id, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            draw -= w;
+            last = id;
+            if draw < 0.0 {
+                break;
+            }
+        }
+    }
+    last as u32
 }
 
 fn argmax(logits: &[f32]) -> u32 {
@@ -148,6 +208,7 @@ fn argmax(logits: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     const LOGITS: [f32; 5] = [0.1, 2.0, -1.0, 1.5, 0.0];
 
@@ -220,6 +281,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The integer keys order the tokens exactly as comparing probabilities would (most
+        /// likely first, ties by id), for every `keep`.
+        #[test]
+        fn integer_keys_order_tokens_by_probability_then_id(
+            probs in proptest::collection::vec((0u32..6).prop_map(|p| f64::from(p) / 5.0), 1..60),
+            keep in 1usize..70,
+        ) {
+            let mut sampler = SamplingConfig::new().init(0).unwrap();
+            sampler.probs = probs.clone();
+            let keep = keep.min(probs.len());
+            sampler.sort_most_likely(keep);
+            let mut expected: Vec<u32> = (0..probs.len() as u32).collect();
+            expected.sort_by(|&a, &b| probs[b as usize].total_cmp(&probs[a as usize]).then(a.cmp(&b)));
+            proptest::prop_assert_eq!(&sampler.order[..], &expected[..keep]);
+        }
+
         /// Whatever the logits and settings, the draw is a valid id, inside the top-k set and
         /// inside the nucleus.
         #[test]

@@ -30,7 +30,7 @@ use crate::training::checkpointer::AtomicCheckpointer;
 use crate::training::step_checkpoints::{self, Position};
 use crate::training::strategy::{EarlyEnd, EpochSample, RunOptions, RunStrategy, StepPlan};
 use crate::ui::dashboard_sample::{LatestSample, SampleMetric};
-use crate::ui::progress::PlainProgress;
+use crate::ui::progress::{CurrentEpoch, PlainProgress};
 
 /// How a training command ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +205,7 @@ fn build(prepared: &Prepared, device: &Device, plain: bool) -> Result<Built> {
     let sample = epoch_sample(config, vocab, run, plain);
     let sample_metric = SampleMetric::new(sample.latest.clone());
     let interrupted = Arc::new(AtomicBool::new(false));
+    let current_epoch = CurrentEpoch::default();
     let resume_after = match resume {
         Some(ResumePoint::Step(step)) => Some(step),
         _ => None,
@@ -224,6 +225,7 @@ fn build(prepared: &Prepared, device: &Device, plain: bool) -> Result<Built> {
                 resume_after,
             },
             interrupted: interrupted.clone(),
+            current_epoch: current_epoch.clone(),
         },
     );
     let mut training = SupervisedTraining::new(run.path(), train_loader, valid_loader)
@@ -244,7 +246,7 @@ fn build(prepared: &Prepared, device: &Device, plain: bool) -> Result<Built> {
         .num_epochs(t.epochs)
         .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)));
     if plain {
-        training = training.renderer(Box::new(PlainProgress::new()));
+        training = training.renderer(Box::new(PlainProgress::new(current_epoch)));
     }
     let interrupter = training.interrupter();
     let flag = interrupted.clone();

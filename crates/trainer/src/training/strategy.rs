@@ -28,6 +28,7 @@ use char_lstm_data::EpochOrder;
 use crate::run::run_dir::checkpoint_keys;
 use crate::training::step_checkpoints::{Position, StepCheckpoints};
 use crate::ui::dashboard_sample::LatestSample;
+use crate::ui::progress::CurrentEpoch;
 
 /// Why the loop ended before its last epoch.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +91,8 @@ pub struct RunOptions {
     pub steps: StepPlan,
     /// Set by the Ctrl-C handler.
     pub interrupted: Arc<AtomicBool>,
+    /// Where the progress lines read the epoch.
+    pub current_epoch: CurrentEpoch,
 }
 
 /// burn-train's single-device loop with the checks above.
@@ -343,6 +346,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             started: Instant::now(),
         };
         for epoch in first_epoch..=components.num_epochs {
+            options.current_epoch.set(epoch);
             if let Some(order) = &options.order {
                 order.set_epoch(epoch);
             }

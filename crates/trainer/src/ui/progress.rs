@@ -1,7 +1,9 @@
 //! Plain progress lines, for logs and pipes, when the dashboard is off.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
@@ -10,32 +12,54 @@ use burn::train::renderer::{
     MetricsRendererTraining,
 };
 
-/// Prints a line about every tenth of each split and one summary line per epoch.
+/// How long a split runs before it gets a progress line (and between two of them).
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// The epoch the training loop is in, which it sets and the progress lines read (burn-train's
+/// own count starts at 1 when a run resumes mid-epoch).
+#[derive(Debug, Clone, Default)]
+pub struct CurrentEpoch(Arc<AtomicUsize>);
+
+impl CurrentEpoch {
+    /// The loop starts `epoch`.
+    pub fn set(&self, epoch: usize) {
+        self.0.store(epoch, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Prints one summary line per epoch, with the epoch's own time and the run's so far, and a
+/// progress line every [`PROGRESS_EVERY`] within a long split.
 pub struct PlainProgress {
     names: HashMap<MetricId, String>,
     latest: Vec<(String, String)>,
     finals: Vec<(&'static str, String, f64)>,
     epochs: usize,
-    epoch: usize,
+    epoch: CurrentEpoch,
     split: String,
     split_items: usize,
-    next_report: usize,
+    last_line: Instant,
     started: Instant,
+    epoch_started: Instant,
 }
 
 impl PlainProgress {
-    /// A renderer that prints to stdout.
-    pub fn new() -> Self {
+    /// A renderer that prints to stdout, reading the epoch from `epoch`.
+    pub fn new(epoch: CurrentEpoch) -> Self {
         Self {
             names: HashMap::new(),
             latest: Vec::new(),
             finals: Vec::new(),
             epochs: 0,
-            epoch: 1,
+            epoch,
             split: String::new(),
             split_items: 0,
-            next_report: 0,
+            last_line: Instant::now(),
             started: Instant::now(),
+            epoch_started: Instant::now(),
         }
     }
 
@@ -80,7 +104,9 @@ impl TrainingProgressLogger for PlainProgress {
         _label: Option<&str>,
     ) {
         self.epochs = total_epochs;
-        self.epoch = starting_epoch.max(1);
+        if self.epoch.get() == 0 {
+            self.epoch.set(starting_epoch.max(1));
+        }
         self.started = Instant::now();
     }
 
@@ -90,24 +116,28 @@ impl TrainingProgressLogger for PlainProgress {
             .drain(..)
             .map(|(split, name, value)| format!("{split} {} {value:.4}", name.to_lowercase()))
             .collect();
+        let epoch = self.epoch.get().max(epoch);
         println!(
-            "epoch {epoch}/{} done in {:.0}s: {}",
+            "epoch {epoch}/{} done in {} (total {}): {}",
             self.epochs,
-            self.started.elapsed().as_secs_f64(),
+            duration(self.epoch_started.elapsed()),
+            duration(self.started.elapsed()),
             parts.join(", ")
         );
-        self.epoch = epoch + 1;
     }
 
     fn start_split(&mut self, split: &str, total_items: usize) {
+        if split == "train" {
+            self.epoch_started = Instant::now();
+        }
         self.split = split.to_string();
         self.split_items = total_items;
-        self.next_report = total_items / 10;
+        self.last_line = Instant::now();
         self.latest.clear();
     }
 
     fn update_split(&mut self, items_processed: usize) {
-        if items_processed >= self.next_report && items_processed < self.split_items {
+        if self.last_line.elapsed() >= PROGRESS_EVERY && items_processed < self.split_items {
             let metrics: Vec<String> = self
                 .latest
                 .iter()
@@ -115,13 +145,13 @@ impl TrainingProgressLogger for PlainProgress {
                 .collect();
             println!(
                 "epoch {}/{} {} {items_processed}/{}: {}",
-                self.epoch,
+                self.epoch.get(),
                 self.epochs,
                 self.split,
                 self.split_items,
                 metrics.join(", ")
             );
-            self.next_report = items_processed + self.split_items.div_ceil(10);
+            self.last_line = Instant::now();
         }
     }
 
@@ -134,6 +164,19 @@ impl TrainingProgressLogger for PlainProgress {
         if event != "Iteration" {
             println!("{event}");
         }
+    }
+}
+
+/// `0.42s`, `4.2s`, `95s`, `12m05s`, `1h02m`: short, and precise enough to tell epochs apart.
+fn duration(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let whole = elapsed.as_secs();
+    match whole {
+        0 => format!("{seconds:.2}s"),
+        1..10 => format!("{seconds:.1}s"),
+        10..600 => format!("{whole}s"),
+        600..3600 => format!("{}m{:02}s", whole / 60, whole % 60),
+        _ => format!("{}h{:02}m", whole / 3600, whole % 3600 / 60),
     }
 }
 
@@ -156,5 +199,21 @@ impl MetricsRenderer for PlainProgress {
     fn register_metric(&mut self, definition: MetricDefinition) {
         self.names
             .insert(definition.metric_id, definition.name.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_every_scale() {
+        let d = |s: f64| duration(Duration::from_secs_f64(s));
+        assert_eq!(d(0.424), "0.42s");
+        assert_eq!(d(4.24), "4.2s");
+        assert_eq!(d(9.96), "10.0s");
+        assert_eq!(d(95.2), "95s");
+        assert_eq!(d(725.0), "12m05s");
+        assert_eq!(d(3725.0), "1h02m");
     }
 }
