@@ -17,6 +17,16 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// The name Burn's `BURN_DEVICE` gives this backend.
+    pub fn burn_device(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::Ndarray => "ndarray",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
     /// The device to compute on, without autodiff.
     ///
     /// Asking for a backend that this build lacks, or that the machine cannot run, is an

@@ -18,6 +18,20 @@ pub struct Cli {
     pub train: TrainArgs,
 }
 
+impl Cli {
+    /// The backend the command computes on (import and export work on the CPU).
+    pub fn backend(&self) -> BackendKind {
+        match &self.command {
+            None => self.train.backend,
+            Some(Command::Train(args)) => args.backend,
+            Some(Command::Generate(args)) => args.backend,
+            Some(Command::Bench(args)) => args.backend,
+            Some(Command::Eval(args)) => args.backend,
+            Some(Command::Import(_) | Command::Export(_)) => BackendKind::Flex,
+        }
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -106,7 +120,7 @@ pub struct BenchArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
     /// Timed training steps (the median is reported).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = at_least_one)]
     pub steps: usize,
     /// Untimed training steps first.
     #[arg(long, default_value_t = 3)]
@@ -120,6 +134,14 @@ pub struct BenchArgs {
     /// Also time the same training step built from `burn::nn::Lstm`.
     #[arg(long)]
     pub with_nn_lstm: bool,
+}
+
+/// A whole number of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?}: expected a whole number >= 1")),
+    }
 }
 
 /// Which LSTM implementation `bench` measures.
@@ -187,7 +209,10 @@ pub struct ExportArgs {
     /// The run directory to export.
     #[arg(long)]
     pub run: PathBuf,
-    /// The SafeTensors file to write.
+    /// The SafeTensors file to write (a new file; an existing one only with `--force`).
     #[arg(long)]
     pub safetensors: PathBuf,
+    /// Replace an existing SafeTensors file.
+    #[arg(long)]
+    pub force: bool,
 }

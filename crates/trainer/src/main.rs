@@ -21,6 +21,12 @@ use crate::commands::train::Finished;
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
     let cli = Cli::parse();
+    // Burn loads records (checkpoints) onto its default device first, and with the wgpu
+    // feature built in that is a GPU, whose probe would touch Vulkan on a CPU run.
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("BURN_DEVICE", cli.backend().burn_device()) };
+    }
     // A path that `CHAR_LSTM_SIMD` names but the CPU lacks is an error before any work.
     if let Err(e) = char_lstm::simd::Simd::from_env().and_then(|simd| simd.activate()) {
         eprintln!("error: {e}");
@@ -30,7 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => commands::train::train(&cli.train),
         Some(Command::Train(args)) => commands::train::train(&args),
-        Some(Command::Generate(args)) => done(commands::generate::generate(&args)),
+        Some(Command::Generate(args)) => commands::generate::generate(&args),
         Some(Command::Bench(args)) => done(commands::bench::bench(&args)),
         Some(Command::Eval(args)) => done(commands::eval::eval(&args)),
         Some(Command::Import(args)) => done(commands::exchange::import(&args)),

@@ -149,10 +149,11 @@ fn bad_runs_and_sampling_options_are_named_errors() {
 
     for (flag, value, expected) in [
         ("--length", "0", "--length"),
-        ("--temperature", "-1", "temperature"),
-        ("--temperature", "NaN", "temperature"),
-        ("--top-p", "0", "top_p"),
-        ("--top-p", "1.5", "top_p"),
+        ("--temperature", "-1", "--temperature -1"),
+        ("--temperature", "NaN", "--temperature NaN"),
+        // The flag as it is spelt, not the config key.
+        ("--top-p", "0", "--top-p 0"),
+        ("--top-p", "1.5", "--top-p 1.5"),
     ] {
         let err = failure(&["generate", "--run", run_arg, flag, value]);
         assert!(err.contains(expected), "{flag} {value}: {err:?}");

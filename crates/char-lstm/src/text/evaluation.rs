@@ -64,11 +64,12 @@ pub fn evaluate_stream(model: &LstmLanguageModel, tokens: &[u32], chunk_len: usi
 }
 
 /// The loss over non-overlapping windows of `seq_len` tokens, each from a zero state, the way
-/// training sees the text; windows start every `seq_len` tokens while a whole window and its
-/// targets fit, and are read `batch_size` at a time.
+/// training sees the text; windows start every `seq_len` tokens as the PyTorch reference's
+/// `range(0, len - seq_len - 1, seq_len)` does (a text of exactly `seq_len + 1` tokens is the
+/// one window that training would cut from it), and are read `batch_size` at a time.
 ///
 /// # Panics
-/// If `tokens` is shorter than `seq_len + 2` or `seq_len` or `batch_size` is 0.
+/// If `tokens` is shorter than `seq_len + 1` or `seq_len` or `batch_size` is 0.
 pub fn evaluate_windows(
     model: &LstmLanguageModel,
     tokens: &[u32],
@@ -80,12 +81,14 @@ pub fn evaluate_windows(
         "window evaluation needs a length and a batch"
     );
     assert!(
-        tokens.len() >= seq_len + 2,
+        tokens.len() > seq_len,
         "window evaluation needs one whole window"
     );
     let device = model.embedding.weight.device();
-    // The same starts as the PyTorch reference: range(0, len - seq_len - 1, seq_len).
-    let starts: Vec<usize> = (0..tokens.len() - seq_len - 1).step_by(seq_len).collect();
+    let mut starts: Vec<usize> = (0..tokens.len() - seq_len - 1).step_by(seq_len).collect();
+    if starts.is_empty() {
+        starts.push(0);
+    }
     let mut evaluation = Evaluation {
         total_nats: 0.0,
         predictions: 0,

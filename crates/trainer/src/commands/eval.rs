@@ -50,12 +50,12 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             )
         }
         EvalMode::Windows => {
-            if tokens.len() < seq_len + 2 {
+            if tokens.len() <= seq_len {
                 bail!(
                     "{}: {} characters; windows of data.seq_len = {seq_len} need at least {}",
                     args.text.display(),
                     tokens.len(),
-                    seq_len + 2
+                    seq_len + 1
                 );
             }
             (

@@ -17,6 +17,7 @@ use char_lstm::CharVocab;
 
 use crate::cli::{ExportArgs, ImportArgs};
 use crate::config::RunConfig;
+use crate::run::replacement::Replacement;
 use crate::run::run_dir::RunDir;
 
 /// The shapes the tutorial's model has, and the sizes read off them.
@@ -145,6 +146,7 @@ pub fn import(args: &ImportArgs) -> Result<()> {
     config.model.hidden_dim = found.hidden_dim;
     config.model.num_layers = found.num_layers;
     config.model.vocab_size = vocab.len();
+    config.generate.prompt = default_prompt(&vocab);
     if let Some(text) = &args.vocab_text {
         config.data.path = text.display().to_string();
     }
@@ -170,9 +172,21 @@ pub fn import(args: &ImportArgs) -> Result<()> {
     }
 
     let run = RunDir::new(args.run.clone().unwrap_or_else(|| default_run_dir(file)));
-    run.prepare_new(args.force)?;
-    run.save_setup(&config, &vocab)?;
-    run.save_model(&model)?;
+    run.refuse_to_overwrite(args.force)?;
+    let existed = run.path().is_dir();
+    let _lock = existed.then(|| run.lock()).transpose()?;
+    // The run it replaces stays aside until the new one is written whole.
+    let mut replacement = Replacement::begin(&run, args.force, !existed)?;
+    match run
+        .save_setup(&config, &vocab)
+        .and_then(|()| run.save_model(&model))
+    {
+        Ok(()) => replacement.commit()?,
+        Err(e) => {
+            replacement.roll_back()?;
+            return Err(e);
+        }
+    }
     println!(
         "imported {} (vocabulary {}, embedding {}, {} x {} LSTM) into {}",
         file.display(),
@@ -188,8 +202,10 @@ pub fn import(args: &ImportArgs) -> Result<()> {
 /// Writes a run's weights as SafeTensors under the tutorial model's names, so that
 /// `model.load_state_dict(safetensors.torch.load_file(FILE))` works in PyTorch.
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let (_, trained) = RunDir::new(&args.run).load(&Device::flex())?;
+    let run = RunDir::new(&args.run);
+    let (_, trained) = run.load(&Device::flex())?;
     let target = &args.safetensors;
+    check_export_target(&run, target, args.force)?;
     char_lstm::write_atomic_with(target, |tmp| {
         let mut store = SafetensorsStore::from_file(tmp)
             .overwrite(true)
@@ -209,12 +225,67 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// An export goes to a new regular file, or with `force` over an existing one, but never over
+/// one of the run's own files nor onto a device, a directory or standard output.
+fn check_export_target(run: &RunDir, target: &Path, force: bool) -> Result<()> {
+    if target.as_os_str() == "-" {
+        bail!("--safetensors -: writing to standard output is not supported; give a file path");
+    }
+    let Ok(metadata) = std::fs::metadata(target) else {
+        return Ok(());
+    };
+    if !metadata.is_file() {
+        bail!(
+            "--safetensors {}: not a regular file; expected a path for a new SafeTensors file",
+            target.display()
+        );
+    }
+    let in_run = |file: PathBuf| {
+        file.canonicalize()
+            .is_ok_and(|file| target.canonicalize().is_ok_and(|t| t == file))
+    };
+    let own = [
+        run.model_path(),
+        run.config_path(),
+        run.vocab_path(),
+        run.best_path(),
+    ];
+    if own.into_iter().any(in_run) {
+        bail!(
+            "--safetensors {}: that is one of the run's own files; export to a file of its own",
+            target.display()
+        );
+    }
+    if !force {
+        bail!(
+            "--safetensors {}: the file exists; pass --force to replace it",
+            target.display()
+        );
+    }
+    Ok(())
+}
+
 /// `runs/<file stem>`.
 fn default_run_dir(file: &Path) -> PathBuf {
     let stem = file
         .file_stem()
         .map_or_else(|| "imported".into(), |s| s.to_string_lossy().into_owned());
     PathBuf::from("runs").join(stem)
+}
+
+/// The built-in prompt where the vocabulary encodes it, else its first letter or digit (or its
+/// first character), so that `generate --run` works without flags.
+fn default_prompt(vocab: &CharVocab) -> String {
+    let default = RunConfig::default().generate.prompt;
+    if vocab.encode(&default).is_ok() {
+        return default;
+    }
+    let chars = vocab.chars();
+    let first = chars
+        .iter()
+        .find(|c| c.is_alphanumeric())
+        .unwrap_or(&chars[0]);
+    first.to_string()
 }
 
 /// `text` with the characters that mean something in a regular expression escaped.

@@ -21,11 +21,13 @@ use char_lstm::{CharVocab, LstmLanguageModel};
 use char_lstm_data::{EpochOrder, EpochShuffled, TextSplit, TextWindows, WindowBatcher};
 
 use crate::cli::TrainArgs;
+use crate::commands::generate::{Samples, write_samples};
 use crate::config::{DataMode, LrSchedule, RunConfig};
 use crate::run::epoch_log::EpochLog;
-use crate::run::metrics_csv;
+use crate::run::replacement::{Replacement, settle_left_behind};
 use crate::run::run_dir::{RunDir, RunLock};
 use crate::text_source::load_training_text;
+use crate::training::best_weights::BestWeights;
 use crate::training::checkpointer::AtomicCheckpointer;
 use crate::training::step_checkpoints::{self, Position};
 use crate::training::strategy::{EarlyEnd, EpochSample, RunOptions, RunStrategy, StepPlan};
@@ -44,9 +46,20 @@ pub enum Finished {
 /// Trains as `args` say, saves the run directory, and prints a sample.
 pub fn train(args: &TrainArgs) -> Result<Finished> {
     let prepared = prepare(args)?;
-    let device = args.backend.device()?.autodiff();
     let plain = args.no_tui || !std::io::stdout().is_terminal();
-    let built = build(&prepared, &device, plain)?;
+    let ran = build(&prepared, plain).and_then(|built| report(&prepared, launch(built)));
+    let (result, remove_directory) = settle(&prepared, ran);
+    let path = prepared.run.path().to_path_buf();
+    drop(prepared);
+    if remove_directory {
+        // Only if nothing is left in it (the lock went with `prepared`).
+        let _ = std::fs::remove_dir(path);
+    }
+    result
+}
+
+/// Runs the training burn-train was set up for; how it ended.
+fn launch(built: Built) -> Outcome {
     let Built {
         training,
         learner,
@@ -56,14 +69,30 @@ pub fn train(args: &TrainArgs) -> Result<Finished> {
     } = built;
     let result = training.launch(learner);
     drop(result.renderer);
-    let outcome = Outcome {
+    Outcome {
         model: result.model,
         error: result.error.map(|e| e.to_string()),
         early_end: early_end.lock().expect("not poisoned").clone(),
         interrupted: interrupted.load(Ordering::SeqCst),
         batches_per_epoch,
+    }
+}
+
+/// A new run's claim on its directory, settled: kept once the run has a checkpoint, rolled back
+/// otherwise (its files removed, a run it replaced restored). The run's result, or the failure
+/// to settle, and whether the directory this command created should go too.
+fn settle(prepared: &Prepared, result: Result<Finished>) -> (Result<Finished>, bool) {
+    let Some(mut replacement) = prepared.replacement.lock().expect("not poisoned").take() else {
+        return (result, false);
     };
-    report(&prepared, outcome)
+    if prepared.run.has_checkpoint() {
+        return (result.and_then(|f| replacement.commit().map(|()| f)), false);
+    }
+    let created = replacement.created();
+    match (result, replacement.roll_back()) {
+        (Ok(finished), Ok(())) => (Ok(finished), created),
+        (Ok(_), Err(e)) | (Err(e), _) => (Err(e), created),
+    }
 }
 
 /// The run directory, claimed, with its configuration, vocabulary and windows.
@@ -73,26 +102,43 @@ struct Prepared {
     config: RunConfig,
     vocab: CharVocab,
     resume: bool,
+    device: Device,
+    prompt: Vec<u32>,
     train_windows: TextWindows,
     valid_windows: TextWindows,
+    /// A new run's claim on the directory, until its first checkpoint.
+    replacement: Arc<Mutex<Option<Replacement>>>,
 }
 
-/// Resolves the configuration, claims the run directory (refusing to overwrite a run unless
-/// told), loads the text and cuts it, and saves the configuration and vocabulary.
+/// Resolves the configuration, loads the text and cuts it, checks the prompt and the backend,
+/// and only then claims the run directory (a run that `--force` replaces is moved aside until
+/// the new one has a checkpoint) and saves the configuration and vocabulary.
 fn prepare(args: &TrainArgs) -> Result<Prepared> {
-    let config = RunConfig::resolve(args.config.as_deref(), &args.sets)?;
     let run = RunDir::new(args.run.clone().unwrap_or_else(|| default_run_dir(args)));
+    let existed = run.path().is_dir();
     // Taken before anything in an existing directory changes; a new directory is locked as
     // soon as it exists.
-    let existing_lock = run.path().is_dir().then(|| run.lock()).transpose()?;
-    let resume = prepare_run_dir(&run, args)?;
-    let mut config = if resume {
-        resumed_config(&run, config)?
+    let existing_lock = existed.then(|| run.lock()).transpose()?;
+    if existed {
+        settle_left_behind(&run)?;
+    }
+    let mut config = if args.resume {
+        if !run.has_checkpoint() {
+            bail!(
+                "--resume: {} has no complete checkpoint to resume from",
+                run.path().display()
+            );
+        }
+        let saved = RunConfig::load(&run.config_path())?;
+        RunConfig::resumed(&saved, args.config.as_deref(), &args.sets)?
     } else {
+        let config = RunConfig::resolve(args.config.as_deref(), &args.sets)?;
+        run.refuse_to_overwrite(args.force)?;
         config
     };
+    config.make_data_path_absolute()?;
     let text = load_training_text(&config)?;
-    let vocab = if resume {
+    let vocab = if args.resume {
         CharVocab::load(&run.vocab_path())?
     } else {
         CharVocab::from_text(&text)?
@@ -102,14 +148,23 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         .encode(&text)
         .context("the training text has characters outside the run's vocabulary")?
         .into();
-    let (train_windows, valid_windows) = windows(&config, tokens)?;
+    let (train_windows, valid_windows) =
+        windows(&config, tokens.clone()).with_context(|| match config.data_path() {
+            Some(path) => format!("{}", path.display()),
+            None => "the built-in example text".into(),
+        })?;
+    let prompt = sample_prompt(&mut config, &vocab)?;
+    let device = args.backend.device()?.autodiff();
     println!(
         "text: {} characters, vocabulary {}, {} training windows, {} validation windows",
-        text.chars().count(),
+        tokens.len(),
         vocab.len(),
         train_windows.len(),
         valid_windows.len()
     );
+    let replacement = (!args.resume)
+        .then(|| Replacement::begin(&run, args.force, !existed))
+        .transpose()?;
     run.save_setup(&config, &vocab)?;
     let lock = match existing_lock {
         Some(lock) => lock,
@@ -120,10 +175,34 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         _lock: lock,
         config,
         vocab,
-        resume,
+        resume: args.resume,
+        device,
+        prompt,
         train_windows,
         valid_windows,
+        replacement: Arc::new(Mutex::new(replacement)),
     })
+}
+
+/// The epoch samples' prompt, encoded. One the vocabulary cannot encode is an error before
+/// training, unless it is the built-in default, which gives way to the text's first character.
+fn sample_prompt(config: &mut RunConfig, vocab: &CharVocab) -> Result<Vec<u32>> {
+    let prompt = &config.generate.prompt;
+    match vocab.encode(prompt) {
+        Ok(ids) => Ok(ids),
+        Err(_) if *prompt == RunConfig::default().generate.prompt => {
+            let first = vocab.decode(&[0]);
+            println!(
+                "generate.prompt: the text lacks {prompt:?}'s characters; samples start from {first:?}"
+            );
+            config.generate.prompt = first;
+            Ok(vec![0])
+        }
+        Err(e) => bail!(
+            "generate.prompt = {}: {e} of the training text",
+            crate::commands::generate::quoted(prompt)
+        ),
+    }
 }
 
 /// The training windows (sliding, or streams in stream mode) and the validation windows.
@@ -172,9 +251,12 @@ struct Built {
 
 /// The model, optimizer, schedule, data loaders, metrics, checkpointers and our loop, with a
 /// resumed run's state loaded and Ctrl-C wired to stop after the current step.
-fn build(prepared: &Prepared, device: &Device, plain: bool) -> Result<Built> {
+fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
     let Prepared {
-        run, config, vocab, ..
+        run,
+        config,
+        device,
+        ..
     } = prepared;
     let t = &config.training;
     device.seed(t.seed);
@@ -202,7 +284,7 @@ fn build(prepared: &Prepared, device: &Device, plain: bool) -> Result<Built> {
         .num_workers(t.num_workers)
         .build(prepared.valid_windows.clone());
 
-    let sample = epoch_sample(config, vocab, run, plain);
+    let sample = epoch_sample(prepared, plain);
     let sample_metric = SampleMetric::new(sample.latest.clone());
     let interrupted = Arc::new(AtomicBool::new(false));
     let current_epoch = CurrentEpoch::default();
@@ -226,6 +308,9 @@ fn build(prepared: &Prepared, device: &Device, plain: bool) -> Result<Built> {
             },
             interrupted: interrupted.clone(),
             current_epoch: current_epoch.clone(),
+            best: Mutex::new(BestWeights::new(run.clone())?),
+            replacement: prepared.replacement.clone(),
+            run: run.clone(),
         },
     );
     let mut training = SupervisedTraining::new(run.path(), train_loader, valid_loader)
@@ -298,16 +383,14 @@ fn schedule(config: &RunConfig, batches_per_epoch: usize) -> Result<ModuleLrSche
 }
 
 /// The sample drawn after every epoch.
-fn epoch_sample(config: &RunConfig, vocab: &CharVocab, run: &RunDir, plain: bool) -> EpochSample {
-    let g = &config.generate;
+fn epoch_sample(prepared: &Prepared, plain: bool) -> EpochSample {
+    let g = &prepared.config.generate;
     EpochSample {
-        prompt: vocab
-            .encode(&sample_prompt(vocab, &g.prompt))
-            .expect("the prompt is in the vocabulary"),
-        vocab: vocab.clone(),
+        prompt: prepared.prompt.clone(),
+        vocab: prepared.vocab.clone(),
         length: g.length,
         sampling: g.sampling.clone(),
-        path: run.samples_path(),
+        path: prepared.run.samples_path(),
         print: plain,
         latest: LatestSample::default(),
     }
@@ -322,8 +405,9 @@ struct Outcome {
     batches_per_epoch: usize,
 }
 
-/// Saves the weights (the best epoch's, or after Ctrl-C the latest), says how the run ended
-/// and where to resume, and prints a sample.
+/// Says how the run ended and where to resume; after Ctrl-C saves the weights so far, after
+/// a finished run prints a sample from the best epoch's weights (which the loop keeps in
+/// `model.bpk`).
 fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
     let Prepared {
         run, config, vocab, ..
@@ -333,7 +417,7 @@ fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
             "the checkpoint {point} is intact; continue with --resume --run {}",
             run.path().display()
         ),
-        None => "no checkpoint was written yet".to_string(),
+        None => "no checkpoint was written, so nothing of this run was kept".to_string(),
     };
     if let Some(error) = &outcome.error {
         bail!("training failed: {error}; {}", good());
@@ -360,8 +444,22 @@ fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
         );
         return Ok(Finished::Interrupted);
     }
-    let lm = best_epoch_model(run, outcome.model)?;
-    run.save_model(&lm)?;
+    let lm =
+        if run.model_path().exists() {
+            let path = run.model_path();
+            outcome.model.valid().try_load_file(&path).map_err(|e| {
+                anyhow::anyhow!("{}: cannot load the best weights: {e}", path.display())
+            })?
+        } else {
+            run.save_model(&outcome.model)?;
+            outcome.model.valid()
+        };
+    if let Ok(best) = std::fs::read_to_string(run.best_path()) {
+        println!(
+            "best epoch: {}",
+            best.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
     println!("saved {}", run.model_path().display());
 
     let g = &config.generate;
@@ -369,57 +467,14 @@ fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
         "sample (temperature {}, seed {}):",
         g.sampling.temperature, g.sampling.seed
     );
-    let prompt = sample_prompt(vocab, &g.prompt);
-    crate::commands::generate::write_samples(&lm, vocab, &prompt, g.length, 1, &g.sampling)?;
+    let samples = Samples {
+        prompt: &g.prompt,
+        length: g.length,
+        count: 1,
+        sampling: &g.sampling,
+    };
+    write_samples(&lm, vocab, &samples, None)?;
     Ok(Finished::Completed)
-}
-
-/// The configured prompt, or the vocabulary's first character when the text lacks one of its
-/// characters.
-fn sample_prompt(vocab: &CharVocab, prompt: &str) -> String {
-    if vocab.encode(prompt).is_ok() {
-        prompt.to_string()
-    } else {
-        vocab.decode(&[0])
-    }
-}
-
-/// The weights of the epoch with the lowest validation loss (burn-train keeps that epoch's
-/// checkpoint), recorded in `best.json`; the final weights when no checkpoint beats them.
-fn best_epoch_model(run: &RunDir, last: LstmLanguageModel) -> Result<LstmLanguageModel> {
-    let rows = metrics_csv::read(&run.metrics_path())?;
-    let final_epoch = rows.last().map_or(0, |r| r.epoch);
-    let checkpoint = |epoch: usize| run.checkpoint_dir().join(format!("model-{epoch}.bpk"));
-    // The best epoch whose weights still exist: after a resume, burn-train's checkpointer no
-    // longer knows the epochs before it and may have deleted the best one's checkpoint.
-    let mut candidates: Vec<_> = rows
-        .iter()
-        .filter(|r| r.valid_loss.is_finite())
-        .filter(|r| r.epoch == final_epoch || checkpoint(r.epoch).exists())
-        .collect();
-    candidates.sort_by(|a, b| a.valid_loss.total_cmp(&b.valid_loss));
-    let Some(&best) = candidates.first() else {
-        return Ok(last);
-    };
-    let model = if best.epoch == final_epoch {
-        last
-    } else {
-        let checkpoint = checkpoint(best.epoch);
-        last.try_load_file(&checkpoint).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: cannot load the best epoch's weights: {e}",
-                checkpoint.display()
-            )
-        })?
-    };
-    run.save_best(best)?;
-    println!(
-        "best epoch {} of {final_epoch}: valid loss {:.4} nats/char, {:.4} bits/char",
-        best.epoch,
-        best.valid_loss,
-        best.valid_loss / std::f64::consts::LN_2
-    );
-    Ok(model)
 }
 
 /// `runs/<config file stem>`, or `runs/default` for the built-in config.
@@ -430,21 +485,6 @@ fn default_run_dir(args: &TrainArgs) -> PathBuf {
         .and_then(|p| p.file_stem())
         .map_or_else(|| "default".into(), |s| s.to_string_lossy().into_owned());
     PathBuf::from("runs").join(stem)
-}
-
-/// Refuses to overwrite a run unless told; true when resuming.
-fn prepare_run_dir(run: &RunDir, args: &TrainArgs) -> Result<bool> {
-    if args.resume {
-        if run.last_checkpoint().is_none() && run.last_step_checkpoint().is_none() {
-            bail!(
-                "--resume: {} has no complete checkpoint to resume from",
-                run.path().display()
-            );
-        }
-        return Ok(true);
-    }
-    run.prepare_new(args.force)?;
-    Ok(false)
 }
 
 /// The checkpoint a resumed run starts from.
@@ -474,13 +514,4 @@ impl std::fmt::Display for ResumePoint {
             Self::Step(step) => write!(f, "of step {step}"),
         }
     }
-}
-
-/// A resumed run keeps its saved configuration; only the epoch count may grow, and a new
-/// time limit applies to the resumed part.
-fn resumed_config(run: &RunDir, requested: RunConfig) -> Result<RunConfig> {
-    let mut saved = RunConfig::load(&run.config_path())?;
-    saved.training.epochs = requested.training.epochs.max(saved.training.epochs);
-    saved.training.time_limit = requested.training.time_limit;
-    Ok(saved)
 }

@@ -6,6 +6,7 @@
 
 mod duration;
 mod layering;
+mod resume;
 mod validation;
 
 use std::path::{Path, PathBuf};
@@ -218,6 +219,19 @@ impl RunConfig {
         Ok(model)
     }
 
+    /// Makes `data.path` absolute against the working directory (the one relative paths are
+    /// read from), so that the run's saved config works from anywhere; empty (the built-in
+    /// text) stays empty.
+    pub fn make_data_path_absolute(&mut self) -> Result<()> {
+        let path = &self.data.path;
+        if !path.is_empty() {
+            let absolute = std::path::absolute(path)
+                .with_context(|| format!("data.path = {path:?}: cannot make it absolute"))?;
+            self.data.path = absolute.display().to_string();
+        }
+        Ok(())
+    }
+
     /// The text file, or `None` for the built-in example.
     pub fn data_path(&self) -> Option<PathBuf> {
         (!self.data.path.is_empty()).then(|| PathBuf::from(&self.data.path))
@@ -225,7 +239,7 @@ impl RunConfig {
 }
 
 /// A TOML file as a table; errors name the file.
-fn read_table(path: &Path, what: &str) -> Result<toml::Table> {
+pub(super) fn read_table(path: &Path, what: &str) -> Result<toml::Table> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("cannot read {what} {}: {e}", path.display()))?;
     // Some editors start a file with a byte-order mark; TOML has no use for it.

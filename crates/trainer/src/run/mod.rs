@@ -3,4 +3,5 @@
 pub mod curves;
 pub mod epoch_log;
 pub mod metrics_csv;
+pub mod replacement;
 pub mod run_dir;

@@ -28,7 +28,7 @@ use crate::config::RunConfig;
 use crate::run::metrics_csv::EpochRow;
 
 /// The lock file a training process holds in its run directory.
-const LOCK_FILE: &str = "train.lock";
+pub const LOCK_FILE: &str = "train.lock";
 
 /// A claim on a run directory; the lock file goes when this does.
 #[derive(Debug)]
@@ -42,20 +42,31 @@ impl Drop for RunLock {
     }
 }
 
-/// Whether a process with this id runs (Linux `/proc`; elsewhere every process is assumed to
-/// run, so a stale lock must be removed by hand).
-fn process_runs(pid: u32) -> bool {
+/// The start time of process `pid` (clock ticks since boot, `/proc/<pid>/stat`'s 22nd field),
+/// and whether it is a zombie (exited, not reaped yet: it writes nothing any more); `None` when
+/// no such process exists or this is not Linux.
+fn process_start(pid: u32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: the fields after it are plain.
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    Some((fields.get(19)?.parse().ok()?, fields.first() == Some(&"Z")))
+}
+
+/// Whether the process a lock file names still runs: one with its id and, where the lock
+/// records it, its start time (an id the system gave to a new process since does not count).
+/// Without `/proc` every process is assumed to run, so a stale lock must be removed by hand.
+fn lock_holder_runs(owner: &str) -> Option<u32> {
+    let mut parts = owner.split_whitespace();
+    let pid: u32 = parts.next()?.parse().ok()?;
     if !Path::new("/proc/self").exists() {
-        return true;
+        return Some(pid);
     }
-    // A zombie has exited but is not reaped yet: it writes nothing any more.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
+    let (start, zombie) = process_start(pid)?;
+    let same = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .is_none_or(|s: u64| s == start);
+    (same && !zombie).then_some(pid)
 }
 
 /// The keys (epochs or steps) of the checkpoints in `directory`, ascending; with `complete`,
@@ -143,38 +154,26 @@ impl RunDir {
         self.path.join("checkpoint")
     }
 
-    /// True when the directory already holds (part of) a run.
+    /// True when the directory holds a run: its weights, or a complete checkpoint. A run that
+    /// failed before its first checkpoint left nothing worth keeping.
     pub fn holds_run(&self) -> bool {
-        self.config_path().exists() || self.model_path().exists() || self.checkpoint_dir().exists()
+        self.model_path().exists() || self.has_checkpoint()
     }
 
-    /// Makes way for a new run: refuses a directory that already holds one unless `force`,
-    /// which clears it (all but the lock this process may hold).
-    pub fn prepare_new(&self, force: bool) -> Result<()> {
-        if !self.holds_run() {
-            return Ok(());
-        }
-        if !force {
+    /// True when a complete epoch or step checkpoint exists.
+    pub fn has_checkpoint(&self) -> bool {
+        self.last_checkpoint().is_some() || self.last_step_checkpoint().is_some()
+    }
+
+    /// Refuses a directory that holds a run unless `force`.
+    pub fn refuse_to_overwrite(&self, force: bool) -> Result<()> {
+        if self.holds_run() && !force {
             bail!(
                 "{} already holds a run: pass --force to start over (or, to continue training it, --resume)",
                 self.path.display()
             );
         }
-        let clear = || -> std::io::Result<()> {
-            for entry in std::fs::read_dir(&self.path)? {
-                let entry = entry?;
-                if entry.file_name() == LOCK_FILE {
-                    continue;
-                }
-                if entry.file_type()?.is_dir() {
-                    std::fs::remove_dir_all(entry.path())?;
-                } else {
-                    std::fs::remove_file(entry.path())?;
-                }
-            }
-            Ok(())
-        };
-        clear().with_context(|| format!("--force: cannot clear {}", self.path.display()))
+        Ok(())
     }
 
     /// Claims the directory for this process until the returned lock is dropped, so that two
@@ -190,20 +189,22 @@ impl RunDir {
             {
                 Ok(mut file) => {
                     use std::io::Write as _;
-                    write!(file, "{}", std::process::id())
+                    let pid = std::process::id();
+                    let start = process_start(pid).map_or(String::new(), |(s, _)| format!(" {s}"));
+                    write!(file, "{pid}{start}")
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     return Ok(RunLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                    match owner.trim().parse::<u32>() {
-                        Ok(pid) if process_runs(pid) => bail!(
+                    match lock_holder_runs(&owner) {
+                        Some(pid) => bail!(
                             "{} is in use by training process {pid} (lock file {}); wait for it to finish or stop it",
                             self.path.display(),
                             path.display()
                         ),
                         // The owner is gone (or never wrote its PID): a stale lock.
-                        _ => {
+                        None => {
                             let _ = std::fs::remove_file(&path);
                         }
                     }

@@ -1,5 +1,6 @@
 //! burn-train glued to long runs: the training loop, and checkpoints inside and after epochs.
 
+pub mod best_weights;
 pub mod checkpointer;
 pub mod step_checkpoints;
 pub mod strategy;

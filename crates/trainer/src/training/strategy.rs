@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::tensor::Device;
-use burn::train::metric::store::EventStoreClient;
+use burn::train::checkpoint::CheckpointerError;
+use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use burn::train::{
     EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent,
     SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents,
@@ -25,7 +26,10 @@ use char_lstm::train::clip_grad_norm;
 use char_lstm::{CharVocab, GenerationConfig, LstmLanguageModel, LstmState, SamplingConfig};
 use char_lstm_data::EpochOrder;
 
-use crate::run::run_dir::checkpoint_keys;
+use crate::run::metrics_csv::EpochRow;
+use crate::run::replacement::Replacement;
+use crate::run::run_dir::{RunDir, checkpoint_keys};
+use crate::training::best_weights::BestWeights;
 use crate::training::step_checkpoints::{Position, StepCheckpoints};
 use crate::ui::dashboard_sample::LatestSample;
 use crate::ui::progress::CurrentEpoch;
@@ -93,6 +97,12 @@ pub struct RunOptions {
     pub interrupted: Arc<AtomicBool>,
     /// Where the progress lines read the epoch.
     pub current_epoch: CurrentEpoch,
+    /// `model.bpk` and `best.json`, written after every epoch that beats the ones before.
+    pub best: Mutex<BestWeights>,
+    /// A new run's claim on its directory, settled by its first checkpoint.
+    pub replacement: Arc<Mutex<Option<Replacement>>>,
+    /// The run directory.
+    pub run: RunDir,
 }
 
 /// burn-train's single-device loop with the checks above.
@@ -302,6 +312,40 @@ impl RunStrategy {
     }
 }
 
+impl RunStrategy {
+    /// Keeps the best weights in `model.bpk`, and once a checkpoint exists, lets a run that
+    /// `--force` replaces go.
+    fn after_epoch(
+        &self,
+        model: &LstmLanguageModel,
+        epoch: usize,
+        store: &EventStoreClient,
+        interrupter: &Interrupter,
+    ) {
+        let loss = |split| store.find_metric("Loss", epoch, Aggregate::Mean, &split);
+        let row = EpochRow {
+            epoch,
+            train_loss: loss(Split::Train).unwrap_or(f64::NAN),
+            valid_loss: loss(Split::Valid).unwrap_or(f64::NAN),
+        };
+        let saved = self
+            .options
+            .best
+            .lock()
+            .expect("not poisoned")
+            .after_epoch(model, row);
+        let mut replacement = self.options.replacement.lock().expect("not poisoned");
+        let settled = match replacement.as_mut() {
+            Some(r) if !r.is_settled() && self.options.run.has_checkpoint() => r.commit(),
+            _ => Ok(()),
+        };
+        if let Err(e) = saved.and(settled) {
+            let error = std::io::Error::other(format!("{e:#}"));
+            interrupter.fail(TrainingError::Checkpoint(CheckpointerError::IOError(error)));
+        }
+    }
+}
+
 impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
     fn fit(
         &self,
@@ -384,6 +428,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             let stop = early_stopping
                 .as_mut()
                 .is_some_and(|s| s.should_stop(epoch, store));
+            self.after_epoch(&model, epoch, store, &interrupter);
             if end == SplitEnd::OutOfTime {
                 self.end_early(EarlyEnd::TimeLimit { epoch });
                 break;
