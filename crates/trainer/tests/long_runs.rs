@@ -4,50 +4,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{failure, metrics, number_after, root, smoke_args, train_smoke};
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits until the run has finished `epochs` epochs (their rows are in metrics.csv).
-fn wait_for_epochs(run: &Path, epochs: usize, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        let rows = std::fs::read_to_string(run.join("metrics.csv"))
-            .map_or(0, |t| t.lines().count().saturating_sub(1));
-        if rows >= epochs
-            && run
-                .join("checkpoint")
-                .join(format!("model-{epochs}.bpk"))
-                .exists()
-        {
-            // Let the asynchronous checkpointer finish the optimizer and scheduler files too.
-            std::thread::sleep(Duration::from_millis(300));
-            return;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "training ended early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no {epochs} epochs within two minutes");
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
+use common::{
+    failure, metrics, number_after, signal, smoke_args, spawn, train_smoke, wait_for_epochs,
+};
 
 #[test]
 fn time_limit_stops_the_run_and_keeps_the_best_weights() {

@@ -55,6 +55,9 @@ pub fn write_atomic_with(
         if !tmp.exists() {
             return Ok(());
         }
+        // Writers that make their file through a temporary of their own leave it private;
+        // every run file gets the mode a new file gets here.
+        std::fs::set_permissions(&tmp, new_file_permissions(dir)?)?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path)?;
         // The rename is durable only once the directory entry is.
@@ -64,6 +67,18 @@ pub fn write_atomic_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|error| FileError::new(path, error))
+}
+
+/// The permissions a file created in `dir` gets (the process's umask applied), found once.
+fn new_file_permissions(dir: &Path) -> std::io::Result<std::fs::Permissions> {
+    static PERMISSIONS: std::sync::OnceLock<std::fs::Permissions> = std::sync::OnceLock::new();
+    if let Some(permissions) = PERMISSIONS.get() {
+        return Ok(permissions.clone());
+    }
+    let probe = dir.join(format!(".permissions-{}", std::process::id()));
+    let permissions = std::fs::File::create(&probe)?.metadata()?.permissions();
+    std::fs::remove_file(&probe)?;
+    Ok(PERMISSIONS.get_or_init(|| permissions).clone())
 }
 
 #[cfg(test)]

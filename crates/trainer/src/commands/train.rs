@@ -308,6 +308,7 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
             },
             interrupted: interrupted.clone(),
             current_epoch: current_epoch.clone(),
+            epoch_log: EpochLog::new(run.metrics_path()),
             best: Mutex::new(BestWeights::new(run.clone())?),
             replacement: prepared.replacement.clone(),
             run: run.clone(),
@@ -327,7 +328,6 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
             AtomicCheckpointer::new(run.checkpoint_dir(), "scheduler"),
         )
         .with_application_logger(None)
-        .early_stopping(EpochLog::new(run.metrics_path()))
         .num_epochs(t.epochs)
         .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)));
     if plain {

@@ -3,16 +3,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use burn::train::EarlyStoppingStrategy;
-use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
-
 use crate::run::curves;
 use crate::run::metrics_csv::{self, HEADER};
 
-/// Appends each finished epoch's mean train and validation loss to `metrics.csv`.
-///
-/// It rides on burn-train's early-stopping hook, which runs after every epoch's validation,
-/// and never asks to stop.
+/// Appends each finished epoch's mean train and validation loss to `metrics.csv`, and draws
+/// `curves.svg` from it; the training loop calls it after every epoch's validation.
 #[derive(Debug, Clone)]
 pub struct EpochLog {
     path: PathBuf,
@@ -26,7 +21,12 @@ impl EpochLog {
 
     /// Rewrites the file with the rows before `epoch` kept (a resumed run redoes later ones)
     /// and a row for `epoch` added.
-    fn record(&self, epoch: usize, train: Option<f64>, valid: Option<f64>) -> std::io::Result<()> {
+    pub fn record(
+        &self,
+        epoch: usize,
+        train: Option<f64>,
+        valid: Option<f64>,
+    ) -> std::io::Result<()> {
         let existing = std::fs::read_to_string(&self.path).unwrap_or_default();
         let mut text = format!("{HEADER}\n");
         for line in existing.lines().skip(1) {
@@ -52,16 +52,5 @@ impl EpochLog {
         let svg = curves::svg(&rows).map_err(std::io::Error::other)?;
         char_lstm::write_atomic(&self.path.with_file_name("curves.svg"), svg.as_bytes())
             .map_err(std::io::Error::other)
-    }
-}
-
-impl EarlyStoppingStrategy for EpochLog {
-    fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
-        let train = store.find_metric("Loss", epoch, Aggregate::Mean, &Split::Train);
-        let valid = store.find_metric("Loss", epoch, Aggregate::Mean, &Split::Valid);
-        if let Err(e) = self.record(epoch, train, valid) {
-            eprintln!("warning: cannot write {}: {e}", self.path.display());
-        }
-        false
     }
 }

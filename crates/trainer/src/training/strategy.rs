@@ -26,6 +26,7 @@ use char_lstm::train::clip_grad_norm;
 use char_lstm::{CharVocab, GenerationConfig, LstmLanguageModel, LstmState, SamplingConfig};
 use char_lstm_data::EpochOrder;
 
+use crate::run::epoch_log::EpochLog;
 use crate::run::metrics_csv::EpochRow;
 use crate::run::replacement::Replacement;
 use crate::run::run_dir::{RunDir, checkpoint_keys};
@@ -97,6 +98,8 @@ pub struct RunOptions {
     pub interrupted: Arc<AtomicBool>,
     /// Where the progress lines read the epoch.
     pub current_epoch: CurrentEpoch,
+    /// `metrics.csv` and `curves.svg`, written after every epoch.
+    pub epoch_log: EpochLog,
     /// `model.bpk` and `best.json`, written after every epoch that beats the ones before.
     pub best: Mutex<BestWeights>,
     /// A new run's claim on its directory, settled by its first checkpoint.
@@ -313,8 +316,9 @@ impl RunStrategy {
 }
 
 impl RunStrategy {
-    /// Keeps the best weights in `model.bpk`, and once a checkpoint exists, lets a run that
-    /// `--force` replaces go.
+    /// Writes the epoch's row of `metrics.csv` and `curves.svg`, keeps the best weights in
+    /// `model.bpk`, and once a checkpoint exists, lets a run that `--force` replaces go. A file
+    /// that cannot be written stops the run.
     fn after_epoch(
         &self,
         model: &LstmLanguageModel,
@@ -323,17 +327,21 @@ impl RunStrategy {
         interrupter: &Interrupter,
     ) {
         let loss = |split| store.find_metric("Loss", epoch, Aggregate::Mean, &split);
+        let (train, valid) = (loss(Split::Train), loss(Split::Valid));
         let row = EpochRow {
             epoch,
-            train_loss: loss(Split::Train).unwrap_or(f64::NAN),
-            valid_loss: loss(Split::Valid).unwrap_or(f64::NAN),
+            train_loss: train.unwrap_or(f64::NAN),
+            valid_loss: valid.unwrap_or(f64::NAN),
         };
-        let saved = self
+        let logged = self
             .options
-            .best
-            .lock()
-            .expect("not poisoned")
-            .after_epoch(model, row);
+            .epoch_log
+            .record(epoch, train, valid)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.options.run.metrics_path().display()));
+        let saved = logged.and_then(|()| {
+            let mut best = self.options.best.lock().expect("not poisoned");
+            best.after_epoch(model, row)
+        });
         let mut replacement = self.options.replacement.lock().expect("not poisoned");
         let settled = match replacement.as_mut() {
             Some(r) if !r.is_settled() && self.options.run.has_checkpoint() => r.commit(),
@@ -364,7 +372,6 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
         let interrupter = components.interrupter;
         let mut processor = components.event_processor;
         let mut checkpointer = components.checkpointer;
-        let mut early_stopping = components.early_stopping;
         let store = &components.event_store;
         let options = &self.options;
         let plan = &options.steps;
@@ -424,16 +431,12 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             if let Some(checkpointer) = &mut checkpointer {
                 checkpointer.checkpoint(&learner, epoch, store);
             }
-            // The epoch log (metrics.csv, curves.svg) rides on the early-stopping hook.
-            let stop = early_stopping
-                .as_mut()
-                .is_some_and(|s| s.should_stop(epoch, store));
             self.after_epoch(&model, epoch, store, &interrupter);
             if end == SplitEnd::OutOfTime {
                 self.end_early(EarlyEnd::TimeLimit { epoch });
                 break;
             }
-            if stop {
+            if interrupter.should_stop() {
                 break;
             }
         }

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The workspace root, where `configs/` and `datasets/` live.
 pub fn root() -> PathBuf {
@@ -136,4 +137,46 @@ pub fn number_after(out: &str, prefix: &str) -> usize {
             digits.parse().ok()
         })
         .unwrap_or_else(|| panic!("no \"{prefix}N\" in {out}"))
+}
+
+/// Starts `trainer` with `args` in the workspace root, its output piped.
+pub fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the run has finished `epochs` epochs (their rows are in metrics.csv).
+pub fn wait_for_epochs(run: &Path, epochs: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let rows = std::fs::read_to_string(run.join("metrics.csv"))
+            .map_or(0, |t| t.lines().count().saturating_sub(1));
+        if rows >= epochs
+            && run
+                .join("checkpoint")
+                .join(format!("model-{epochs}.bpk"))
+                .exists()
+        {
+            // Let the asynchronous checkpointer finish the optimizer and scheduler files too.
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "training ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no {epochs} epochs within two minutes");
+}
+
+/// Sends signal `name` (`INT`, `TERM`, `KILL`) to `child`.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
