@@ -8,7 +8,8 @@ use burn::tensor::Device;
 pub enum BackendKind {
     /// Burn's pure-Rust CPU backend (the default).
     Flex,
-    /// Burn's ndarray CPU backend (deprecated upstream; kept for comparison).
+    /// Burn's ndarray CPU backend (deprecated upstream; kept for comparison, built with
+    /// `--features ndarray`).
     Ndarray,
     /// wgpu: Vulkan, Metal or DirectX GPUs (on Linux without a GPU, Mesa's lavapipe).
     Wgpu,
@@ -34,13 +35,25 @@ impl BackendKind {
     pub fn device(self) -> Result<Device> {
         match self {
             BackendKind::Flex => Ok(Device::flex()),
-            // Deprecated upstream in favour of flex; offered for comparison while it exists.
-            #[allow(deprecated)]
-            BackendKind::Ndarray => Ok(Device::ndarray()),
+            BackendKind::Ndarray => ndarray_device(),
             BackendKind::Wgpu => wgpu_device(),
             BackendKind::Cuda => cuda_device(),
         }
     }
+}
+
+/// Deprecated upstream in favour of flex; offered for comparison while it exists.
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)]
+fn ndarray_device() -> Result<Device> {
+    Ok(Device::ndarray())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray_device() -> Result<Device> {
+    bail!(
+        "--backend ndarray: this build has no ndarray support; rebuild with `cargo build --release -p trainer --features ndarray`; available: flex, wgpu"
+    )
 }
 
 #[cfg(feature = "wgpu")]
@@ -54,7 +67,7 @@ fn wgpu_device() -> Result<Device> {
     });
     probe.map_err(|_| {
         anyhow::anyhow!(
-            "--backend wgpu: no GPU adapter found (on Linux install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers` for the CPU's lavapipe); available here: flex, ndarray"
+            "--backend wgpu: no GPU adapter found (on Linux install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers` for the CPU's lavapipe); available here: flex"
         )
     })
 }
@@ -62,7 +75,7 @@ fn wgpu_device() -> Result<Device> {
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device() -> Result<Device> {
     bail!(
-        "--backend wgpu: this build has no wgpu support; rebuild with `--features wgpu`; available: flex, ndarray"
+        "--backend wgpu: this build has no wgpu support; rebuild with `--features wgpu`; available: flex"
     )
 }
 
@@ -74,12 +87,12 @@ fn cuda_device() -> Result<Device> {
         let _ = Tensor::<1>::zeros([1], &device).into_data();
         device
     });
-    probe.map_err(|_| anyhow::anyhow!("--backend cuda: no CUDA device or driver found on this machine; available: flex, ndarray, wgpu"))
+    probe.map_err(|_| anyhow::anyhow!("--backend cuda: no CUDA device or driver found on this machine; available: flex, wgpu"))
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device() -> Result<Device> {
     bail!(
-        "--backend cuda: this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda` (its build downloads an LLVM bundle, so it needs internet); available: flex, ndarray, wgpu"
+        "--backend cuda: this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda` (its build downloads an LLVM bundle, so it needs internet); available: flex, wgpu"
     )
 }
