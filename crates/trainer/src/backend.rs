@@ -87,7 +87,11 @@ fn cuda_device() -> Result<Device> {
         let _ = Tensor::<1>::zeros([1], &device).into_data();
         device
     });
-    probe.map_err(|_| anyhow::anyhow!("--backend cuda: no CUDA device or driver found on this machine; available: flex, wgpu"))
+    probe.map_err(|_| {
+        anyhow::anyhow!(
+            "--backend cuda: no CUDA device or driver found on this machine; available: flex, wgpu"
+        )
+    })
 }
 
 #[cfg(not(feature = "cuda"))]

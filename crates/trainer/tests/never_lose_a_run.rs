@@ -36,8 +36,8 @@ fn text_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
     path.to_str().unwrap().to_string()
 }
 
-/// 1. `--force` with a mistake fails before it touches the old run; a good `--force` replaces
-/// it; one killed before its first checkpoint gets the old run back at the next command.
+/// Issue item 1: `--force` with a mistake fails before it touches the old run; a good `--force`
+/// replaces it; one killed before its first checkpoint gets the old run back at the next command.
 #[test]
 fn force_checks_everything_first_and_replaces_only_with_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,12 +96,20 @@ fn force_checks_everything_first_and_replaces_only_with_a_checkpoint() {
     assert!(!aside.exists());
 }
 
+/// `trainer --resume` of `run` to two epochs, from the directory the caller sets.
+fn resume_for_a_second_epoch(run: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"));
+    command.args(["--resume", "--run", run.to_str().unwrap(), "--no-tui"]);
+    command.args(["--set", "training.epochs=2"]);
+    command
+}
+
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// 2. `export` never overwrites what it should not: an existing file only with `--force`, the
-/// run's own files never, nor devices or `-`; the export's mode is the run files'.
+/// Issue item 2: `export` never overwrites what it should not: an existing file only with
+/// `--force`, the run's own files never, nor devices or `-`; the export's mode is the run files'.
 #[test]
 fn export_refuses_existing_special_and_run_files() {
     use std::os::unix::fs::PermissionsExt;
@@ -140,7 +148,8 @@ fn export_refuses_existing_special_and_run_files() {
     assert_eq!(mode(&target), mode(&run.join("model.bpk")));
 }
 
-/// 3. SIGTERM saves as Ctrl-C does; after a SIGKILL, `model.bpk` holds the best epoch so far.
+/// Issue item 3: SIGTERM saves as Ctrl-C does; after a SIGKILL, `model.bpk` holds the best epoch so
+/// far.
 #[test]
 fn sigterm_saves_and_sigkill_leaves_the_best_weights() {
     let dir = tempfile::tempdir().unwrap();
@@ -161,7 +170,7 @@ fn sigterm_saves_and_sigkill_leaves_the_best_weights() {
     }
 }
 
-/// 4. `--resume --run DIR`, as the Ctrl-C message prints it, keeps the run's epochs; a
+/// Issue item 4: `--resume --run DIR`, as the Ctrl-C message prints it, keeps the run's epochs; a
 /// config file's smaller `epochs` does not shorten it and a larger `--set` lengthens it.
 #[test]
 fn resume_keeps_the_saved_config() {
@@ -189,7 +198,7 @@ fn resume_keeps_the_saved_config() {
     assert_eq!(metrics(&run).len(), 3);
 }
 
-/// 5. Any other change on `--resume` is refused, naming the key.
+/// Issue item 5: Any other change on `--resume` is refused, naming the key.
 #[test]
 fn resume_refuses_other_changes_by_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +215,7 @@ fn resume_refuses_other_changes_by_name() {
     }
 }
 
-/// 6. A new run that fails leaves nothing, so the next one starts without `--force`.
+/// Issue item 6: A new run that fails leaves nothing, so the next one starts without `--force`.
 #[test]
 fn a_failed_new_run_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -228,22 +237,14 @@ fn a_failed_new_run_leaves_nothing() {
     train_smoke(&run, &["--set", "training.epochs=1"]);
 }
 
-/// 7. A run records its text's absolute path, so `--resume` works from anywhere; a missing
-/// file's error says the operating system's reason once.
+/// Issue item 7: A run records its text's absolute path, so `--resume` works from anywhere; a
+/// missing file's error says the operating system's reason once.
 #[test]
 fn relative_data_paths_resume_from_another_directory() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     train_smoke(&run, &["--set", "training.epochs=1"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args([
-            "--resume",
-            "--run",
-            run.to_str().unwrap(),
-            "--no-tui",
-            "--set",
-            "training.epochs=2",
-        ])
+    let out = resume_for_a_second_epoch(&run)
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -260,21 +261,13 @@ fn relative_data_paths_resume_from_another_directory() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
-/// 8. A CPU run never loads the Vulkan loader, even on `--resume`.
+/// Issue item 8: A CPU run never loads the Vulkan loader, even on `--resume`.
 #[test]
 fn cpu_runs_never_touch_vulkan() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     train_smoke(&run, &["--set", "training.epochs=1"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args([
-            "--resume",
-            "--run",
-            run.to_str().unwrap(),
-            "--no-tui",
-            "--set",
-            "training.epochs=2",
-        ])
+    let out = resume_for_a_second_epoch(&run)
         .current_dir(root())
         .env("LD_DEBUG", "libs")
         .env_remove("XDG_RUNTIME_DIR")
@@ -288,8 +281,8 @@ fn cpu_runs_never_touch_vulkan() {
     );
 }
 
-/// 10. A prompt outside the vocabulary fails before training; an imported model without the
-/// default prompt's characters generates with no flags.
+/// Issue item 10: A prompt outside the vocabulary fails before training; an imported model without
+/// the default prompt's characters generates with no flags.
 #[test]
 fn prompts_are_checked_before_training_and_default_to_the_vocabulary() {
     let dir = tempfile::tempdir().unwrap();
@@ -314,8 +307,8 @@ fn prompts_are_checked_before_training_and_default_to_the_vocabulary() {
     success(&["generate", "--run", imported.to_str().unwrap()]);
 }
 
-/// 11. Batched generation reports its progress and stops cleanly on Ctrl-C, printing what it
-/// drew.
+/// Issue item 11: Batched generation reports its progress and stops cleanly on Ctrl-C, printing
+/// what it drew.
 #[test]
 fn batched_generation_reports_progress_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
@@ -346,7 +339,7 @@ fn batched_generation_reports_progress_and_stops_on_ctrl_c() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("--- sample 64 ---"));
 }
 
-/// 12. The small ones.
+/// Issue item 12: The small ones.
 #[test]
 fn small_errors_say_what_is_wrong_in_one_line() {
     let dir = tempfile::tempdir().unwrap();

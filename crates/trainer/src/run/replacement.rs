@@ -12,6 +12,10 @@ use crate::run::run_dir::{LOCK_FILE, RunDir};
 /// Where a replaced run waits.
 const ASIDE: &str = ".previous-run";
 
+/// Where a replaced run is gathered before it is renamed to [`ASIDE`], so that a process
+/// killed halfway through the move leaves a name that says so.
+const GATHERING: &str = ".previous-run.partial";
+
 /// The files and folders a run writes (the lock aside).
 const RUN_ENTRIES: [&str; 10] = [
     "config.toml",
@@ -98,6 +102,11 @@ impl Replacement {
 /// A replaced run left aside by a process killed before the new run's first checkpoint comes
 /// back; one whose replacement got as far as a checkpoint goes. Says what it did.
 pub fn settle_left_behind(run: &RunDir) -> Result<()> {
+    let gathering = run.path().join(GATHERING);
+    if gathering.is_dir() {
+        // Killed while moving the old run aside: nothing of the new run exists yet.
+        restore(&gathering, run.path())?;
+    }
     let aside = run.path().join(ASIDE);
     if !aside.is_dir() {
         return Ok(());
@@ -116,16 +125,19 @@ pub fn settle_left_behind(run: &RunDir) -> Result<()> {
     Ok(())
 }
 
-/// Moves every entry of `run` but the lock into `run/.previous-run`.
+/// Moves every entry of `run` but the lock into `run/.previous-run`, which appears only once
+/// it holds them all.
 fn set_aside(run: &Path) -> std::io::Result<PathBuf> {
-    let aside = run.join(ASIDE);
-    std::fs::create_dir(&aside)?;
+    let gathering = run.join(GATHERING);
+    std::fs::create_dir(&gathering)?;
     for entry in std::fs::read_dir(run)? {
         let name = entry?.file_name();
-        if name != LOCK_FILE && name != ASIDE {
-            std::fs::rename(run.join(&name), aside.join(&name))?;
+        if name != LOCK_FILE && name != GATHERING {
+            std::fs::rename(run.join(&name), gathering.join(&name))?;
         }
     }
+    let aside = run.join(ASIDE);
+    std::fs::rename(&gathering, &aside)?;
     Ok(aside)
 }
 
@@ -163,4 +175,57 @@ fn remove_run_files(run: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// A run whose move aside was cut short, with its checkpoint still in place and its
+    /// config already moved, is put back whole, not taken for a replaced run to delete.
+    #[test]
+    fn a_move_aside_cut_short_is_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        write(
+            &dir.path().join(GATHERING).join("config.toml"),
+            "old config",
+        );
+        write(
+            &dir.path().join("checkpoint").join("model-1.mpk"),
+            "old checkpoint",
+        );
+        settle_left_behind(&run).unwrap();
+        assert!(!dir.path().join(GATHERING).exists());
+        assert!(!dir.path().join(ASIDE).exists());
+        let config = std::fs::read_to_string(run.config_path()).unwrap();
+        assert_eq!(config, "old config");
+        let checkpoint = dir.path().join("checkpoint").join("model-1.mpk");
+        assert_eq!(
+            std::fs::read_to_string(checkpoint).unwrap(),
+            "old checkpoint"
+        );
+    }
+
+    /// Setting a run aside leaves only the lock and the finished aside folder.
+    #[test]
+    fn set_aside_moves_everything_but_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("config.toml"), "old config");
+        write(&dir.path().join("checkpoint").join("model-1.mpk"), "old");
+        write(&dir.path().join(LOCK_FILE), "lock");
+        let aside = set_aside(dir.path()).unwrap();
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [ASIDE, LOCK_FILE]);
+        assert!(aside.join("checkpoint").join("model-1.mpk").is_file());
+    }
 }
