@@ -98,6 +98,17 @@ fn ctrl_c_saves_a_checkpoint_and_the_weights_and_resume_continues_from_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(run.join("model.bpk").exists() && !run.join("train.lock").exists());
+    // `model.bpk` is still the best epoch's: the weights of its epoch checkpoint.
+    let best = std::fs::read_to_string(run.join("best.json")).unwrap();
+    let best_epoch = number_after(&best, "\"epoch\": ");
+    let checkpoint = run
+        .join("checkpoint")
+        .join(format!("model-{best_epoch}.bpk"));
+    assert_eq!(
+        std::fs::read(run.join("model.bpk")).unwrap(),
+        std::fs::read(&checkpoint).unwrap(),
+        "model.bpk holds epoch {best_epoch}'s weights"
+    );
     // The checkpoint is of the step where Ctrl-C landed, not of the last epoch.
     let saved = number_after(&stdout, "the checkpoint of step ");
     assert!(stdout.contains("--resume"), "{stdout}");

@@ -39,7 +39,7 @@ use crate::ui::progress::{CurrentEpoch, PlainProgress};
 pub enum Finished {
     /// Every epoch ran, or the time limit ended the run as asked.
     Completed,
-    /// Ctrl-C (SIGINT) stopped it; the weights so far are saved.
+    /// Ctrl-C or SIGTERM stopped it; a step checkpoint holds the weights so far.
     Interrupted,
 }
 
@@ -335,7 +335,7 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
     }
     let interrupter = training.interrupter();
     let flag = interrupted.clone();
-    // Ctrl-C stops after the current step; the weights so far are saved afterwards. (The
+    // Ctrl-C stops after the current step, which a step checkpoint then saves. (The
     // dashboard reads Ctrl-C itself, as a key.)
     ctrlc::set_handler(move || {
         flag.store(true, Ordering::SeqCst);
@@ -405,9 +405,8 @@ struct Outcome {
     batches_per_epoch: usize,
 }
 
-/// Says how the run ended and where to resume; after Ctrl-C saves the weights so far, after
-/// a finished run prints a sample from the best epoch's weights (which the loop keeps in
-/// `model.bpk`).
+/// Says how the run ended and where to resume; after a finished run prints a sample from the
+/// best epoch's weights (which the loop keeps in `model.bpk`).
 fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
     let Prepared {
         run, config, vocab, ..
@@ -436,12 +435,18 @@ fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
         None => {}
     }
     if outcome.interrupted {
-        run.save_model(&outcome.model)?;
-        println!(
-            "interrupted: saved the weights so far to {}; {}",
-            run.model_path().display(),
-            good()
-        );
+        // `model.bpk` stays the best epoch's, as `best.json` says; before any epoch has
+        // ended it gets the weights so far, so that there is something to generate from.
+        let kept = if run.model_path().exists() {
+            format!(
+                "{} keeps the best epoch's weights",
+                run.model_path().display()
+            )
+        } else {
+            run.save_model(&outcome.model)?;
+            format!("saved the weights so far to {}", run.model_path().display())
+        };
+        println!("interrupted: {kept}; {}", good());
         return Ok(Finished::Interrupted);
     }
     let lm =
