@@ -110,17 +110,39 @@ fn ctrl_c_saves_a_checkpoint_and_the_weights_and_resume_continues_from_it() {
         "model.bpk holds epoch {best_epoch}'s weights"
     );
     // The checkpoint is of the step where Ctrl-C landed, not of the last epoch.
-    let saved = number_after(&stdout, "the checkpoint of step ");
+    // Ctrl-C may land between epochs, after the epoch's checkpoint.
+    let saved = steps_at(
+        stdout
+            .split("the checkpoint of ")
+            .nth(1)
+            .expect("names its checkpoint"),
+    );
     assert!(stdout.contains("--resume"), "{stdout}");
 
     let out = train_smoke(&run, &["--resume", "--set", "training.time_limit=1s"]);
-    assert_eq!(number_after(&out, "after step "), saved, "{out}");
+    let resumed = out
+        .lines()
+        .find(|l| l.starts_with("resuming "))
+        .expect("resumes");
+    assert_eq!(
+        steps_at(resumed.split(" after ").nth(1).unwrap()),
+        saved,
+        "{out}"
+    );
     let epochs: Vec<usize> = metrics(&run).iter().map(|r| r.0).collect();
     assert!(
         epochs.windows(2).all(|w| w[1] == w[0] + 1),
         "epochs continue: {epochs:?}"
     );
     assert!(*epochs.last().unwrap() >= 2, "{epochs:?}");
+}
+
+/// The steps at "step N ..." or "epoch E ..." (10 steps an epoch in the smoke config).
+fn steps_at(text: &str) -> usize {
+    match text.strip_prefix("step ") {
+        Some(_) => number_after(text, "step "),
+        None => 10 * number_after(text, "epoch "),
+    }
 }
 
 /// Killed mid-epoch and resumed from its last step checkpoint, a run ends with the same
@@ -166,11 +188,11 @@ fn kill_9_mid_epoch_resumes_from_the_last_step_checkpoint_as_if_never_stopped() 
     resume.extend_from_slice(&settings);
     let out = train_smoke(&killed, &resume);
     // From that step checkpoint, or from a newer end-of-epoch one.
-    let step = if out.contains("after step ") {
-        number_after(&out, "after step ")
-    } else {
-        10 * number_after(&out, "after epoch ")
-    };
+    let resumed = out
+        .lines()
+        .find(|l| l.starts_with("resuming "))
+        .expect("resumes");
+    let step = steps_at(resumed.split(" after ").nth(1).unwrap());
     assert!(step >= 35, "{out}");
     // The progress lines count on from where the run resumed, not from epoch 1.
     let first = out

@@ -68,6 +68,24 @@ unsafe fn kernel<const R: usize>(
             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
         )
     };
+    if cols == NR {
+        // Plain accesses where the whole tile is inside: masked stores are slow on some CPUs
+        // (AMD's Zen among them).
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: row `r < rows` has `cols == NR` values from `dst + r * stride`.
+            unsafe {
+                let row = dst.add(r * stride);
+                let (mut v0, mut v1) = (acc[0], acc[1]);
+                if accumulate {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
+                }
+                _mm256_storeu_ps(row, v0);
+                _mm256_storeu_ps(row.add(8), v1);
+            }
+        }
+        return;
+    }
     let (m0, m1) = (mask(0), mask(8));
     for (r, acc) in acc.iter().enumerate() {
         // SAFETY: masked accesses touch only the first `cols` values of row `r < rows`.
