@@ -24,6 +24,8 @@ pub use cpu::decoder::{Decoder, DecoderWeights, LayerTensors};
 pub use cpu::dropout::fused_dropout;
 pub use cpu::grad_norm::fused_sum_of_squares;
 pub use cpu::projection::{WeightLayout, fused_linear, fused_projection};
+#[cfg(feature = "gpu")]
+pub use gpu::launches::count_launches;
 
 /// One LSTM layer's recurrence over a whole sequence as one op with its own backward, where the
 /// tensors live on a backend with a kernel (flex; CubeCL with the `gpu` feature); `None`

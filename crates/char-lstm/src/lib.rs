@@ -28,6 +28,9 @@ pub use text::generation::{
 pub use text::sampling::{Sampler, SamplingConfig, SamplingError};
 pub use text::vocab::{CharVocab, VocabError};
 
+/// Counts the GPU kernels some work launches (with the `gpu` feature).
+#[cfg(feature = "gpu")]
+pub use char_lstm_kernels::count_launches;
 /// The fast kernels' instruction-set paths (with the `kernels` feature).
 #[cfg(feature = "kernels")]
 pub use char_lstm_kernels::simd;

@@ -28,6 +28,11 @@ impl BackendKind {
         }
     }
 
+    /// Whether it runs on a GPU through CubeCL, launching kernels.
+    pub fn is_gpu(self) -> bool {
+        matches!(self, BackendKind::Wgpu | BackendKind::Cuda)
+    }
+
     /// The device to compute on, without autodiff.
     ///
     /// Asking for a backend that this build lacks, or that the machine cannot run, is an

@@ -40,3 +40,39 @@ fn wgpu_trains_and_generates_a_tiny_model() {
     assert!(text.chars().all(|c| chars.contains(&c)));
     assert_eq!(text.chars().count(), "The ".len() + 50);
 }
+
+/// `bench --backend wgpu` counts a training step's kernel launches: the recurrence kernel
+/// launches far fewer than the composed ops' few per time step, and the CPU backend none.
+#[test]
+fn wgpu_bench_counts_the_launches_of_a_training_step() {
+    let launches = |backend: &str, lstm: &str| {
+        let out = success(&[
+            "bench",
+            "--backend",
+            backend,
+            "--config",
+            "configs/smoke.toml",
+            "--set",
+            "model.hidden_dim=32",
+            "--lstm",
+            lstm,
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--sample-length",
+            "4",
+        ]);
+        let report: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        report["train_step_launches"].as_u64()
+    };
+    let fused = launches("wgpu", "fused").expect("counted on wgpu");
+    let composed = launches("wgpu", "composed").expect("counted on wgpu");
+    // The smoke config's 32 time steps each launch several composed kernels.
+    assert!(composed > 32 * 4, "composed: {composed}");
+    assert!(
+        fused * 4 < composed,
+        "fused {fused} against composed {composed}"
+    );
+    assert_eq!(launches("flex", "fused"), None);
+}

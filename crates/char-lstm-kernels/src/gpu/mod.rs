@@ -2,4 +2,5 @@
 
 mod fusion;
 mod kernels;
+pub(crate) mod launches;
 pub(crate) mod recurrence;

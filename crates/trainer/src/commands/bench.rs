@@ -53,6 +53,9 @@ struct BenchReport {
     peak_rss_bytes: Option<u64>,
     /// The same training step with `burn::nn::Lstm` layers, when `--with-nn-lstm`.
     nn_lstm_train_chars_per_s: Option<f64>,
+    /// GPU kernels launched by one training step (after the timed ones), on the CubeCL
+    /// backends; none on the CPU backends.
+    train_step_launches: Option<usize>,
 }
 
 /// Runs the benchmark and prints its JSON report.
@@ -77,7 +80,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     lm.lstm = lm.lstm.with_implementation(implementation);
     let t = &config.training;
     let mut optim = char_lstm::train::adam(t.weight_decay as f32);
-    let step_time = median_step_time(args, || {
+    let mut train_step = || {
         let output = TrainStep::step(&lm, batches.next());
         let grads = match t.grad_clip_norm {
             0.0 => output.grads,
@@ -85,7 +88,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         };
         lm = optim.step(t.learning_rate, lm.clone(), grads);
         let _ = output.item.loss.into_scalar::<f32>();
-    });
+    };
+    let step_time = median_step_time(args, &mut train_step);
+    let train_step_launches = launches(args, train_step);
     let peak_rss_bytes = peak_rss_bytes();
 
     let nn_lstm_step_time = if args.with_nn_lstm {
@@ -125,6 +130,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         peak_rss_bytes,
         nn_lstm_train_chars_per_s: nn_lstm_step_time
             .map(|t| round(chars_per_step / t.as_secs_f64(), 0)),
+        train_step_launches,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
@@ -134,6 +140,20 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 /// Burn user would first write it.
 fn burn_adam() -> ModuleOptimizer {
     AdamConfig::new().with_epsilon(1e-8).init()
+}
+
+/// The GPU kernels one more `step` launches, on the backends that launch them.
+#[cfg(feature = "wgpu")]
+fn launches(args: &BenchArgs, step: impl FnOnce()) -> Option<usize> {
+    args.backend
+        .is_gpu()
+        .then(|| char_lstm::count_launches(step).1)
+}
+
+/// Without the GPU backends there are no launches to count.
+#[cfg(not(feature = "wgpu"))]
+fn launches(_: &BenchArgs, _: impl FnOnce()) -> Option<usize> {
+    None
 }
 
 /// Runs `step` `--warmup` times untimed, then `--steps` times timed; the median.
