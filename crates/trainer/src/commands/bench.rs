@@ -142,18 +142,19 @@ fn burn_adam() -> ModuleOptimizer {
     AdamConfig::new().with_epsilon(1e-8).init()
 }
 
-/// The GPU kernels one more `step` launches, on the backends that launch them.
-#[cfg(feature = "wgpu")]
+/// The GPU kernels one more `step` launches, on the backends that launch them (counted in
+/// builds with the wgpu backend, which brings CubeCL's launch observer).
 fn launches(args: &BenchArgs, step: impl FnOnce()) -> Option<usize> {
-    args.backend
-        .is_gpu()
-        .then(|| char_lstm::count_launches(step).1)
-}
-
-/// Without the GPU backends there are no launches to count.
-#[cfg(not(feature = "wgpu"))]
-fn launches(_: &BenchArgs, _: impl FnOnce()) -> Option<usize> {
-    None
+    if !args.backend.is_gpu() {
+        return None;
+    }
+    #[cfg(feature = "wgpu")]
+    return Some(char_lstm::count_launches(step).1);
+    #[cfg(not(feature = "wgpu"))]
+    {
+        drop(step);
+        None
+    }
 }
 
 /// Runs `step` `--warmup` times untimed, then `--steps` times timed; the median.
