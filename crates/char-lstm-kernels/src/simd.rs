@@ -142,15 +142,20 @@ impl Simd {
     /// # Panics
     /// If the CPU lacks the path.
     pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
-        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-        // A test that failed inside leaves nothing to repair.
-        let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = switching();
         let before = Self::active();
         self.activate().unwrap_or_else(|e| panic!("{e}"));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         before.activate().expect("it ran before");
         result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
+}
+
+/// Held while [`Simd::run`] has switched the path; a test that failed inside leaves nothing to
+/// repair.
+fn switching() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Defines a function whose body is compiled once per path, with that path's instructions
@@ -216,10 +221,15 @@ mod tests {
 
     #[test]
     fn run_switches_the_path_and_restores_it() {
-        let before = Simd::active();
+        // Read while no other test's `run` has switched it.
+        let own_path = || {
+            let _guard = switching();
+            Simd::active()
+        };
+        let before = own_path();
         for simd in Simd::supported() {
             assert_eq!(simd.run(Simd::active), simd);
         }
-        assert_eq!(Simd::active(), before);
+        assert_eq!(own_path(), before);
     }
 }
