@@ -99,8 +99,6 @@ impl Sampler {
                 .iter()
                 .map(|&l| ((l as f64 - max) / self.temperature).exp()),
         );
-        let total: f64 = self.probs.iter().sum();
-
         let mut keep = if self.top_k == 0 {
             logits.len()
         } else {
@@ -108,7 +106,11 @@ impl Sampler {
         };
         if keep == logits.len() && self.top_p >= 1.0 {
             // Every token is kept: no order is needed, so the draw walks the ids in order.
-            return draw_in_id_order(&self.probs, total, self.rng.random::<f64>());
+            return draw(
+                0..logits.len() as u32,
+                &self.probs,
+                self.rng.random::<f64>(),
+            );
         }
         self.sort_most_likely(keep);
         let probs = &self.probs;
@@ -127,17 +129,8 @@ impl Sampler {
                 }
             }
         }
-        let kept = &self.order[..keep];
-        let mass: f64 = kept.iter().map(|&id| probs[id as usize]).sum();
-        let mut draw = self.rng.random::<f64>() * mass;
-        for &id in kept {
-            draw -= probs[id as usize];
-            if draw < 0.0 {
-                return id;
-            }
-        }
-        // Rounding can leave a sliver of mass: it belongs to the last kept token.
-        kept[keep - 1]
+        let kept = self.order[..keep].iter().copied();
+        draw(kept, probs, self.rng.random::<f64>())
     }
 
     /// Puts the `keep` most likely token ids first in `order`, most likely first (ties by
@@ -178,12 +171,14 @@ impl Sampler {
     }
 }
 
-/// The token whose share of `total` (the sum of `weights`) holds `uniform * total`, walking
-/// the ids in order; rounding's last sliver of mass goes to the last token with weight.
-fn draw_in_id_order(weights: &[f64], total: f64, uniform: f64) -> u32 {
-    let mut draw = uniform * total;
+/// The one of `ids` whose share of their total weight holds `uniform` of it, walking `ids` in
+/// the order given; rounding's last sliver of mass goes to the last one with weight.
+fn draw(ids: impl Iterator<Item = u32> + Clone, weights: &[f64], uniform: f64) -> u32 {
+    let mass: f64 = ids.clone().map(|id| weights[id as usize]).sum();
+    let mut draw = uniform * mass;
     let mut last = 0;
-    for (id, &w) in weights.iter().enumerate() {
+    for id in ids {
+        let w = weights[id as usize];
         if w > 0.0 {
             draw -= w;
             last = id;
@@ -192,7 +187,7 @@ fn draw_in_id_order(weights: &[f64], total: f64, uniform: f64) -> u32 {
             }
         }
     }
-    last as u32
+    last
 }
 
 fn argmax(logits: &[f32]) -> u32 {

@@ -183,7 +183,12 @@ pub fn import(args: &ImportArgs) -> Result<()> {
     {
         Ok(()) => replacement.commit()?,
         Err(e) => {
+            let created = replacement.created();
             replacement.roll_back()?;
+            if created {
+                // Empty again: a failed import leaves no directory it made.
+                let _ = std::fs::remove_dir(run.path());
+            }
             return Err(e);
         }
     }
@@ -240,10 +245,8 @@ fn check_export_target(run: &RunDir, target: &Path, force: bool) -> Result<()> {
             target.display()
         );
     }
-    let in_run = |file: PathBuf| {
-        file.canonicalize()
-            .is_ok_and(|file| target.canonicalize().is_ok_and(|t| t == file))
-    };
+    let target_file = target.canonicalize().ok();
+    let in_run = |file: PathBuf| target_file.is_some() && file.canonicalize().ok() == target_file;
     let own = [
         run.model_path(),
         run.config_path(),

@@ -68,36 +68,77 @@ unsafe fn kernel<const R: usize>(
             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
         )
     };
-    if cols == NR {
-        // Plain accesses where the whole tile is inside: masked stores are slow on some CPUs
-        // (AMD's Zen among them).
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: row `r < rows` has `cols == NR` values from `dst + r * stride`.
-            unsafe {
-                let row = dst.add(r * stride);
-                let (mut v0, mut v1) = (acc[0], acc[1]);
-                if accumulate {
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
-                }
-                _mm256_storeu_ps(row, v0);
-                _mm256_storeu_ps(row.add(8), v1);
-            }
+    let masks = (mask(0), mask(8));
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        if cols == NR {
+            write_rows::<true, R>(&acc, dst, stride, accumulate, masks)
+        } else {
+            write_rows::<false, R>(&acc, dst, stride, accumulate, masks)
         }
-        return;
     }
-    let (m0, m1) = (mask(0), mask(8));
+}
+
+/// `dst`'s rows `(+)=` the accumulators: the values `masks` select, or with `FULL` all 16 of a
+/// row (masked accesses are slow on some CPUs, AMD's Zen among them, so a whole tile reads
+/// and writes plainly).
+///
+/// # Safety
+/// The CPU has AVX2; `dst` holds `R` rows `stride` apart with the selected values.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn write_rows<const FULL: bool, const R: usize>(
+    acc: &[[__m256; 2]; R],
+    dst: *mut f32,
+    stride: usize,
+    accumulate: bool,
+    (m0, m1): (__m256i, __m256i),
+) {
     for (r, acc) in acc.iter().enumerate() {
-        // SAFETY: masked accesses touch only the first `cols` values of row `r < rows`.
+        // SAFETY: row `r < R` has the selected values from `dst + r * stride`.
         unsafe {
             let row = dst.add(r * stride);
             let (mut v0, mut v1) = (acc[0], acc[1]);
             if accumulate {
-                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(row, m0));
-                v1 = _mm256_add_ps(v1, _mm256_maskload_ps(row.add(8), m1));
+                v0 = _mm256_add_ps(v0, load::<FULL>(row, m0));
+                v1 = _mm256_add_ps(v1, load::<FULL>(row.add(8), m1));
             }
-            _mm256_maskstore_ps(row, m0, v0);
-            _mm256_maskstore_ps(row.add(8), m1, v1);
+            store::<FULL>(row, m0, v0);
+            store::<FULL>(row.add(8), m1, v1);
+        }
+    }
+}
+
+/// The 8 values at `at`, or with `FULL` false those `mask` selects.
+///
+/// # Safety
+/// The CPU has AVX2; the selected values are readable.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load<const FULL: bool>(at: *const f32, mask: __m256i) -> __m256 {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        if FULL {
+            _mm256_loadu_ps(at)
+        } else {
+            _mm256_maskload_ps(at, mask)
+        }
+    }
+}
+
+/// Writes `value` to the 8 values at `at`, or with `FULL` false to those `mask` selects.
+///
+/// # Safety
+/// The CPU has AVX2; the selected values are writable.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store<const FULL: bool>(at: *mut f32, mask: __m256i, value: __m256) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        if FULL {
+            _mm256_storeu_ps(at, value)
+        } else {
+            _mm256_maskstore_ps(at, mask, value)
         }
     }
 }
