@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Training and sampling throughput of the default model size on wgpu, with each layer's
-# recurrence as one GPU kernel (`--lstm fused`) and as composed ops (`--lstm composed`), one
-# after the other (sampling, one step at a time, runs composed ops in both). Runs on any Vulkan
-# device, lavapipe (Mesa's CPU Vulkan) included.
+# recurrence as GPU kernels (`--lstm fused`: per step, then the earlier per-row layout) and as
+# composed ops (`--lstm composed`), one after the other (sampling, one step at a time, runs
+# composed ops in all three). Runs on any Vulkan device, lavapipe (Mesa's CPU Vulkan) included.
 #
 #   scripts/wgpu-recurrence-bench.sh [BATCH] [STEPS]    (defaults: 32, 20)
 #
@@ -15,8 +15,9 @@ steps=${2:-20}
 bin=${BIN:-target/release/trainer}
 text=${TEXT:-../shared/datasets/tinyshakespeare.txt}
 [ -x "$bin" ] || cargo build --release -p trainer >&2
-for lstm in fused composed; do
-  "$bin" bench --backend wgpu --lstm "$lstm" --config configs/default.toml \
+for variant in fused:per-step fused:per-row composed:per-step; do
+  CHAR_LSTM_GPU_RECURRENCE=${variant#*:} "$bin" bench --backend wgpu --lstm "${variant%%:*}" \
+    --config configs/default.toml \
     --set "data.path=\"$text\"" --set training.batch_size="$batch" \
     --warmup "${WARMUP:-10}" --steps "$steps" --sample-length "${SAMPLE_LENGTH:-50}"
 done

@@ -1,7 +1,8 @@
 //! Fast kernels for the `char-lstm` model crate: the LSTM recurrence, projections, dropout,
 //! Adam and token-by-token decoding as single ops with their own backward, on Burn's flex CPU
 //! backend (AVX-512 or AVX2 where the CPU has them, chosen at run time, see [`simd`]) and, with
-//! the `gpu` feature, the recurrence as one GPU kernel on Burn's CubeCL backend.
+//! the `gpu` feature, the recurrence as GPU kernels (one launch per layer and step) on Burn's
+//! CubeCL backend.
 //!
 //! This crate knows no model types: it takes and returns Burn tensors and Burn's `nn` modules.
 //! Each entry point returns `None` (or falls back to Burn's own op) where its tensors do not
@@ -26,6 +27,8 @@ pub use cpu::grad_norm::fused_sum_of_squares;
 pub use cpu::projection::{WeightLayout, fused_linear, fused_projection};
 #[cfg(feature = "gpu")]
 pub use gpu::launches::count_launches;
+#[cfg(feature = "gpu")]
+pub use gpu::layout::{GPU_RECURRENCE_ENV, GpuRecurrence, UnknownGpuRecurrence};
 
 /// One LSTM layer's recurrence over a whole sequence as one op with its own backward, where the
 /// tensors live on a backend with a kernel (flex; CubeCL with the `gpu` feature); `None`

@@ -34,3 +34,6 @@ pub use char_lstm_kernels::count_launches;
 /// The fast kernels' instruction-set paths (with the `kernels` feature).
 #[cfg(feature = "kernels")]
 pub use char_lstm_kernels::simd;
+/// The layout of the GPU recurrence kernels (with the `gpu` feature).
+#[cfg(feature = "gpu")]
+pub use char_lstm_kernels::{GPU_RECURRENCE_ENV, GpuRecurrence, UnknownGpuRecurrence};

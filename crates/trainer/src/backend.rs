@@ -41,10 +41,51 @@ impl BackendKind {
         match self {
             BackendKind::Flex => Ok(Device::flex()),
             BackendKind::Ndarray => ndarray_device(),
-            BackendKind::Wgpu => wgpu_device(),
-            BackendKind::Cuda => cuda_device(),
+            BackendKind::Wgpu => wgpu_device(WgpuDevice::Default),
+            BackendKind::Cuda => cuda_device(0),
         }
     }
+
+    /// `count` devices to train on, without autodiff: [`BackendKind::device`] alone for one;
+    /// for more, the CPU backends' one device that many times (each worker thread its own
+    /// shard) and the GPU backends' devices `0 .. count` (wgpu's discrete GPUs), each checked.
+    pub fn devices(self, count: usize) -> Result<Vec<Device>> {
+        if count <= 1 {
+            return Ok(vec![self.device()?]);
+        }
+        (0..count)
+            .map(|index| match self {
+                BackendKind::Flex | BackendKind::Ndarray => self.device(),
+                BackendKind::Wgpu => wgpu_device(WgpuDevice::Discrete(index)),
+                BackendKind::Cuda => cuda_device(index),
+            })
+            .collect()
+    }
+}
+
+/// The device `open` makes, once a tensor round trip on it works; `Err` where it panics (as
+/// Burn's GPU backends do when the device is missing), without the panic's message on stderr.
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+fn probe(open: impl FnOnce() -> Device + std::panic::UnwindSafe) -> Result<Device, ()> {
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| {
+        let device = open();
+        let _ = burn::tensor::Tensor::<1>::zeros([1], &device).into_data();
+        device
+    });
+    std::panic::set_hook(quiet);
+    opened.map_err(|_| ())
+}
+
+/// Which wgpu adapter to open.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+enum WgpuDevice {
+    /// The one wgpu prefers (a high-power GPU, else lavapipe).
+    Default,
+    /// The discrete GPU of this index.
+    Discrete(usize),
 }
 
 /// Deprecated upstream in favour of flex; offered for comparison while it exists.
@@ -62,45 +103,41 @@ fn ndarray_device() -> Result<Device> {
 }
 
 #[cfg(feature = "wgpu")]
-fn wgpu_device() -> Result<Device> {
-    use burn::tensor::{DeviceKind, Tensor};
+fn wgpu_device(which: WgpuDevice) -> Result<Device> {
+    use burn::tensor::DeviceKind;
+    let kind = match which {
+        WgpuDevice::Default => DeviceKind::DefaultDevice,
+        WgpuDevice::Discrete(index) => DeviceKind::DiscreteGpu(index),
+    };
     // wgpu panics when no adapter exists; turn that into an error.
-    let probe = std::panic::catch_unwind(|| {
-        let device = Device::wgpu(DeviceKind::DefaultDevice);
-        let _ = Tensor::<1>::zeros([1], &device).into_data();
-        device
-    });
-    probe.map_err(|_| {
-        anyhow::anyhow!(
+    probe(|| Device::wgpu(kind)).map_err(|()| match which {
+        WgpuDevice::Default => anyhow::anyhow!(
             "--backend wgpu: no GPU adapter found (on Linux install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers` for the CPU's lavapipe); available here: flex"
-        )
+        ),
+        WgpuDevice::Discrete(index) => anyhow::anyhow!(
+            "training.devices: wgpu has no discrete GPU {index} here (devices are discrete GPUs 0 .. training.devices - 1)"
+        ),
     })
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_device() -> Result<Device> {
+fn wgpu_device(_: WgpuDevice) -> Result<Device> {
     bail!(
         "--backend wgpu: this build has no wgpu support; rebuild with `--features wgpu`; available: flex"
     )
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_device() -> Result<Device> {
-    use burn::tensor::Tensor;
-    let probe = std::panic::catch_unwind(|| {
-        let device = Device::cuda(0);
-        let _ = Tensor::<1>::zeros([1], &device).into_data();
-        device
-    });
-    probe.map_err(|_| {
+fn cuda_device(index: usize) -> Result<Device> {
+    probe(|| Device::cuda(index)).map_err(|()| {
         anyhow::anyhow!(
-            "--backend cuda: no CUDA device or driver found on this machine; available: flex, wgpu"
+            "--backend cuda: no CUDA device {index} or no driver on this machine; available: flex, wgpu"
         )
     })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_device() -> Result<Device> {
+fn cuda_device(_: usize) -> Result<Device> {
     bail!(
         "--backend cuda: this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda` (its build downloads an LLVM bundle, so it needs internet); available: flex, wgpu"
     )

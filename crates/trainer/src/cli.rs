@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Override one config key, e.g. `--set training.epochs=5` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Train data-parallel on this many devices of the backend (`training.devices`).
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// Plain progress lines instead of the dashboard, even on a terminal.
     #[arg(long)]
     pub no_tui: bool,
@@ -119,6 +122,9 @@ pub struct BenchArgs {
     /// Override one config key, e.g. `--set data.path=input.txt` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Train data-parallel on this many devices of the backend (`training.devices`).
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// Timed training steps (the median is reported).
     #[arg(long, default_value_t = 20, value_parser = at_least_one)]
     pub steps: usize,
@@ -134,6 +140,12 @@ pub struct BenchArgs {
     /// Also time the same training step built from `burn::nn::Lstm`.
     #[arg(long)]
     pub with_nn_lstm: bool,
+}
+
+/// The `--set` overrides, then `--devices` as the last of them.
+pub fn overrides(sets: &[String], devices: Option<usize>) -> Vec<String> {
+    let devices = devices.map(|n| format!("training.devices={n}"));
+    sets.iter().cloned().chain(devices).collect()
 }
 
 /// A whole number of at least 1.

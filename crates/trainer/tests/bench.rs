@@ -31,6 +31,14 @@ fn bench_prints_throughput_json() {
             .unwrap_or_else(|| panic!("{key} missing: {report}"));
         assert!(value > 0.0, "{key} = {value}");
     }
+    for part in ["forward_ms", "backward_ms"] {
+        let ms = report["recurrence"][part]
+            .as_f64()
+            .unwrap_or_else(|| panic!("recurrence.{part} missing: {report}"));
+        assert!(ms > 0.0, "recurrence.{part} = {ms}");
+    }
     assert_eq!(report["hidden_dim"], 64);
     assert_eq!(report["lstm"], "fused");
+    // Launches are a GPU backend's.
+    assert!(report["gpu_recurrence"].is_null() && report["launch_overhead_us"].is_null());
 }

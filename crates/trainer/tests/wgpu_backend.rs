@@ -41,8 +41,9 @@ fn wgpu_trains_and_generates_a_tiny_model() {
     assert_eq!(text.chars().count(), "The ".len() + 50);
 }
 
-/// `bench --backend wgpu` counts a training step's kernel launches: the recurrence kernel
-/// launches far fewer than the composed ops' few per time step, and the CPU backend none.
+/// `bench --backend wgpu` counts a training step's kernel launches: the recurrence kernels
+/// (one per step and direction) launch far fewer than the composed ops' several per time step,
+/// and the CPU backend none; it names the kernels' layout and times a launch.
 #[test]
 fn wgpu_bench_counts_the_launches_of_a_training_step() {
     let launches = |backend: &str, lstm: &str| {
@@ -64,6 +65,13 @@ fn wgpu_bench_counts_the_launches_of_a_training_step() {
             "4",
         ]);
         let report: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        if backend == "wgpu" {
+            assert_eq!(report["gpu_recurrence"], "per-step", "{report}");
+            assert!(
+                report["launch_overhead_us"].as_f64() > Some(0.0),
+                "{report}"
+            );
+        }
         report["train_step_launches"].as_u64()
     };
     let fused = launches("wgpu", "fused").expect("counted on wgpu");

@@ -1,6 +1,8 @@
 //! The GPU kernels, on Burn's CubeCL backend (wgpu; cuda where built).
 
+mod cube_backend;
 mod fusion;
 mod kernels;
 pub(crate) mod launches;
+pub(crate) mod layout;
 pub(crate) mod recurrence;

@@ -1,14 +1,13 @@
-//! One LSTM layer's recurrence over a whole sequence as a single GPU kernel launch with its own
-//! backward, on Burn's CubeCL backend (wgpu, and cuda where built), with or without Burn's
-//! kernel fusion.
+//! One LSTM layer's recurrence over a whole sequence as an op with its own backward, on Burn's
+//! CubeCL backend (wgpu, and cuda where built), with or without Burn's kernel fusion.
 //!
 //! Composed tensor ops launch several small kernels per time step and layer, so on a GPU the
-//! step time is launch-bound. Here one cube (workgroup) per batch row runs the whole time loop:
-//! `h_{t-1}` sits in shared memory, each unit computes its four gate sums against `W_hh^T`
-//! (read coalesced across units), the nonlinearities and the cell update, and one barrier per
-//! step hands `h_t` on. The backward is one launch of the same shape over time in reverse, with
-//! the gate gradients of step `t + 1` in shared memory; `dW_hh` is then one matrix product
-//! over every step, on the backend's own matmul.
+//! step time is launch-bound. Here each step is one kernel over the whole GPU
+//! ([`GpuRecurrence::PerStep`]): every cube computes the four gate sums of a few hidden units
+//! for a block of batch rows (`h_{t-1}` and the slice of `W_hh^T` staged through shared
+//! memory), then their nonlinearities and cell update; the kernel boundary hands `h_t` on. The
+//! backward mirrors it in reverse time, reading step `t + 1`'s gate gradients. `dW_hh` is then
+//! one matrix product over every step, on the backend's own matmul.
 
 use burn::backend::TensorMetadata;
 use burn::backend::ops::FloatTensorOps;
@@ -18,6 +17,7 @@ use burn_cubecl::Cube;
 
 use crate::custom_op::{self, CustomOp, op_backend};
 use crate::gpu::fusion::RecurrenceKernels;
+use crate::gpu::layout::GpuRecurrence;
 
 op_backend!(Cube);
 
@@ -54,12 +54,12 @@ pub(crate) fn recurrence(
     custom_op::run::<Cube, _, 4>(op, inputs)
 }
 
-/// `f32` only, and the backward's two `4 * hidden` rows of gate gradients must fit in shared
-/// memory.
+/// `f32` only; per row, the backward's two `4 * hidden` rows of gate gradients must fit in
+/// shared memory.
 fn applies(weight_hh: &FloatTensor<Cube>) -> bool {
     let hidden = weight_hh.shape()[1];
-    let shared = Cube::max_shared_memory(&weight_hh.device());
-    weight_hh.dtype() == DType::F32 && 8 * hidden * 4 <= shared
+    let fits = || 8 * hidden * 4 <= Cube::max_shared_memory(&weight_hh.device());
+    weight_hh.dtype() == DType::F32 && (GpuRecurrence::active() == GpuRecurrence::PerStep || fits())
 }
 
 /// The recurrence of one layer over a sequence: inputs `projected`, `W_hh`, `h_0`, `c_0`, flat.
@@ -102,6 +102,7 @@ impl CustomOp<Cube, 4> for Recurrence {
             hidden,
         } = *self;
         let [output, gates, cells] = Cube::recurrence_forward(
+            GpuRecurrence::active(),
             Self::shaped(projected, [batch, steps, 4 * hidden]),
             Self::shaped(weight, [4 * hidden, hidden]),
             Self::shaped(h0, [batch, hidden]),
@@ -123,6 +124,7 @@ impl CustomOp<Cube, 4> for Recurrence {
             hidden,
         } = *self;
         let [d_projected, d_h0, d_c0] = Cube::recurrence_backward(
+            GpuRecurrence::active(),
             Self::shaped(weight, [4 * hidden, hidden]),
             saved.gates.clone(),
             saved.cells.clone(),

@@ -703,6 +703,8 @@ mod tests {
             (2, 3, 4, 300, 1),
             // Enough positions (batch x seq_len) for the packed input projection.
             (9, 8, 20, 24, 2),
+            // More batch rows than one GPU cube of the per-step kernels takes.
+            (33, 3, 3, 6, 1),
         ] {
             let lstm = LstmConfig::new(input_size, hidden)
                 .with_num_layers(layers)

@@ -35,8 +35,25 @@ impl LstmLanguageModel {
         batch: SequenceBatch,
         state: Option<Vec<LstmState>>,
     ) -> (TrainOutput<SequenceOutput>, Vec<LstmState>) {
+        self.weighted_step(batch, state, 1.0)
+    }
+
+    /// [`stateful_step`](Self::stateful_step) with the gradients of `weight` times the loss
+    /// (the output keeps the loss itself): a shard of a batch split over several devices
+    /// weighs its mean loss by its share of the batch, so that the shards' gradients sum to
+    /// the whole batch's.
+    pub fn weighted_step(
+        &self,
+        batch: SequenceBatch,
+        state: Option<Vec<LstmState>>,
+        weight: f64,
+    ) -> (TrainOutput<SequenceOutput>, Vec<LstmState>) {
         let (output, last) = self.forward_sequence_from(batch, state);
-        let grads = output.loss.backward();
+        let grads = if weight == 1.0 {
+            output.loss.backward()
+        } else {
+            (output.loss.clone() * weight).backward()
+        };
         let last = last.into_iter().map(LstmState::detach).collect();
         (TrainOutput::new(self, grads, output), last)
     }

@@ -15,7 +15,6 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
-use burn::train::TrainStep;
 use char_lstm::train::clip_grad_norm;
 use char_lstm::{
     CharVocab, GenerationConfig, LstmImplementation, LstmLanguageModel, LstmLanguageModelConfig,
@@ -26,8 +25,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, LstmChoice};
+use crate::cli::{BenchArgs, LstmChoice, overrides};
+use crate::commands::bench_recurrence::{RecurrenceTimes, time_recurrence};
 use crate::config::RunConfig;
+use crate::training::data_parallel::DataParallel;
 
 /// What `trainer bench` prints.
 #[derive(Debug, Serialize)]
@@ -36,14 +37,21 @@ struct BenchReport {
     /// The CPU kernels' instruction-set path (`CHAR_LSTM_SIMD` forces one).
     simd: &'static str,
     lstm: String,
+    /// The GPU recurrence kernels' layout (`CHAR_LSTM_GPU_RECURRENCE` picks one), on the
+    /// CubeCL backends.
+    gpu_recurrence: Option<&'static str>,
     vocab: usize,
     embedding_dim: usize,
     hidden_dim: usize,
     num_layers: usize,
+    /// Windows per device.
     batch_size: usize,
+    /// Devices the training step runs on, data-parallel (`--devices`).
+    devices: usize,
     seq_len: usize,
     train_step_ms_median: f64,
-    /// Predicted characters per second: `batch_size * seq_len` over the median step time.
+    /// Predicted characters per second: `devices * batch_size * seq_len` over the median step
+    /// time.
     train_chars_per_s: f64,
     /// One stream, temperature 0.8, without autodiff.
     sample_chars_per_s: f64,
@@ -56,19 +64,27 @@ struct BenchReport {
     /// GPU kernels launched by one training step (after the timed ones), on the CubeCL
     /// backends; none on the CPU backends.
     train_step_launches: Option<usize>,
+    /// One layer's recurrence alone over one batch (`[batch_size, seq_len, hidden_dim]`).
+    recurrence: RecurrenceTimes,
+    /// On the CubeCL backends: wall time per kernel launched by 1,000 one-element additions
+    /// back to back, read back once (1,000 launches without Burn's fusion), in microseconds.
+    launch_overhead_us: Option<f64>,
 }
 
 /// Runs the benchmark and prints its JSON report.
 pub fn bench(args: &BenchArgs) -> Result<()> {
-    let config = RunConfig::resolve(args.config.as_deref(), &args.sets)?;
+    let config = RunConfig::resolve(args.config.as_deref(), &overrides(&args.sets, args.devices))?;
     let text = crate::text_source::load_training_text(&config)?;
     let vocab = CharVocab::from_text(&text)?;
     let model_config = config.model_for(&vocab)?;
     let tokens: Arc<[u32]> = vocab.encode(&text)?.into();
     let split = TextSplit::by_position(tokens.len(), config.data.valid_fraction);
     let windows = TextWindows::new(tokens, split.train, config.data.seq_len, 1, "training")?;
-    let device = args.backend.device()?;
+    let devices = args.backend.devices(config.training.devices)?;
+    let device = devices[0].clone();
+    let gpu_recurrence = gpu_recurrence(args)?;
     let train_device = device.clone().autodiff();
+    let parallel = DataParallel::new(devices.into_iter().map(Device::autodiff).collect());
     train_device.seed(config.training.seed);
     let implementation = match args.lstm {
         LstmChoice::Fused => LstmImplementation::Fused,
@@ -81,7 +97,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let t = &config.training;
     let mut optim = char_lstm::train::adam(t.weight_decay as f32);
     let mut train_step = || {
-        let output = TrainStep::step(&lm, batches.next());
+        let (output, _) = parallel.step(&lm, batches.next(), None);
         let grads = match t.grad_clip_norm {
             0.0 => output.grads,
             max_norm => clip_grad_norm(&lm, output.grads, max_norm),
@@ -92,6 +108,17 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let step_time = median_step_time(args, &mut train_step);
     let train_step_launches = launches(args, train_step);
     let peak_rss_bytes = peak_rss_bytes();
+    let recurrence = time_recurrence(
+        args,
+        [
+            config.training.batch_size,
+            config.data.seq_len,
+            model_config.hidden_dim,
+        ],
+        implementation,
+        &train_device,
+    );
+    let launch_overhead_us = launch_overhead_us(args, &device);
 
     let nn_lstm_step_time = if args.with_nn_lstm {
         let mut baseline = NnLstmModel::new(&model_config, &train_device);
@@ -112,16 +139,18 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let sample_chars_per_s = sampling_speed(&sampler_model, 1, args.sample_length)?;
     let sample32_chars_per_s = sampling_speed(&sampler_model, 32, args.sample_length / 4)?;
 
-    let chars_per_step = (config.training.batch_size * config.data.seq_len) as f64;
+    let chars_per_step = (config.training.global_batch_size() * config.data.seq_len) as f64;
     let report = BenchReport {
         backend: format!("{:?}", args.backend).to_lowercase(),
         simd: char_lstm::simd::Simd::active().name(),
         lstm: format!("{:?}", args.lstm).to_lowercase(),
+        gpu_recurrence,
         vocab: vocab.len(),
         embedding_dim: model_config.embedding_dim,
         hidden_dim: model_config.hidden_dim,
         num_layers: model_config.num_layers,
         batch_size: config.training.batch_size,
+        devices: config.training.devices,
         seq_len: config.data.seq_len,
         train_step_ms_median: round(step_time.as_secs_f64() * 1e3, 2),
         train_chars_per_s: round(chars_per_step / step_time.as_secs_f64(), 0),
@@ -131,6 +160,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         nn_lstm_train_chars_per_s: nn_lstm_step_time
             .map(|t| round(chars_per_step / t.as_secs_f64(), 0)),
         train_step_launches,
+        recurrence,
+        launch_overhead_us,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
@@ -142,8 +173,8 @@ fn burn_adam() -> ModuleOptimizer {
     AdamConfig::new().with_epsilon(1e-8).init()
 }
 
-/// The GPU kernels one more `step` launches, on the backends that launch them (counted in
-/// builds with the wgpu backend, which brings CubeCL's launch observer).
+/// The GPU kernels `step` launches, on the backends that launch them (counted in builds with
+/// the wgpu backend, which brings CubeCL's launch observer).
 fn launches(args: &BenchArgs, step: impl FnOnce()) -> Option<usize> {
     if !args.backend.is_gpu() {
         return None;
@@ -157,8 +188,39 @@ fn launches(args: &BenchArgs, step: impl FnOnce()) -> Option<usize> {
     }
 }
 
+/// The layout of the GPU recurrence kernels on the CubeCL backends; an unknown
+/// `CHAR_LSTM_GPU_RECURRENCE` is an error.
+fn gpu_recurrence(args: &BenchArgs) -> Result<Option<&'static str>> {
+    if !args.backend.is_gpu() {
+        return Ok(None);
+    }
+    #[cfg(feature = "wgpu")]
+    return Ok(Some(char_lstm::GpuRecurrence::from_env()?.name()));
+    #[cfg(not(feature = "wgpu"))]
+    Ok(None)
+}
+
+/// Microseconds per kernel of many tiny kernels back to back, on the backends that launch
+/// them.
+fn launch_overhead_us(args: &BenchArgs, device: &Device) -> Option<f64> {
+    let tiny = || {
+        let mut x = Tensor::<1>::zeros([1], device);
+        for _ in 0..1000 {
+            x = x + 1.0;
+        }
+        let _ = x.into_scalar::<f32>();
+    };
+    tiny();
+    let start = Instant::now();
+    let launched = launches(args, tiny)?;
+    Some(round(
+        start.elapsed().as_secs_f64() * 1e6 / launched.max(1) as f64,
+        2,
+    ))
+}
+
 /// Runs `step` `--warmup` times untimed, then `--steps` times timed; the median.
-fn median_step_time(args: &BenchArgs, mut step: impl FnMut()) -> Duration {
+pub(super) fn median_step_time(args: &BenchArgs, mut step: impl FnMut()) -> Duration {
     for _ in 0..args.warmup {
         step();
     }
@@ -195,7 +257,7 @@ impl<'a> RandomBatches<'a> {
     fn new(windows: &'a TextWindows, config: &RunConfig, device: &Device) -> Self {
         Self {
             windows,
-            batch_size: config.training.batch_size,
+            batch_size: config.training.global_batch_size(),
             rng: StdRng::seed_from_u64(config.training.seed),
             device: device.clone(),
         }
@@ -273,7 +335,7 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn round(value: f64, decimals: i32) -> f64 {
+pub(super) fn round(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (value * scale).round() / scale
 }

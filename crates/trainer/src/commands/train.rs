@@ -20,7 +20,7 @@ use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use char_lstm::{CharVocab, LstmLanguageModel};
 use char_lstm_data::{EpochOrder, EpochShuffled, TextSplit, TextWindows, WindowBatcher};
 
-use crate::cli::TrainArgs;
+use crate::cli::{TrainArgs, overrides};
 use crate::commands::generate::{Samples, write_samples};
 use crate::config::{DataMode, LrSchedule, RunConfig};
 use crate::run::epoch_log::EpochLog;
@@ -29,6 +29,7 @@ use crate::run::run_dir::{RunDir, RunLock};
 use crate::text_source::load_training_text;
 use crate::training::best_weights::BestWeights;
 use crate::training::checkpointer::AtomicCheckpointer;
+use crate::training::data_parallel::DataParallel;
 use crate::training::step_checkpoints::{self, Position};
 use crate::training::strategy::{EarlyEnd, EpochSample, RunOptions, RunStrategy, StepPlan};
 use crate::ui::dashboard_sample::{LatestSample, SampleMetric};
@@ -102,7 +103,8 @@ struct Prepared {
     config: RunConfig,
     vocab: CharVocab,
     resume: bool,
-    device: Device,
+    /// The devices to train on, with autodiff; the model lives on the first.
+    devices: Vec<Device>,
     prompt: Vec<u32>,
     train_windows: TextWindows,
     valid_windows: TextWindows,
@@ -130,9 +132,14 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
             );
         }
         let saved = RunConfig::load(&run.config_path())?;
-        RunConfig::resumed(&saved, args.config.as_deref(), &args.sets)?
+        RunConfig::resumed(
+            &saved,
+            args.config.as_deref(),
+            &overrides(&args.sets, args.devices),
+        )?
     } else {
-        let config = RunConfig::resolve(args.config.as_deref(), &args.sets)?;
+        let config =
+            RunConfig::resolve(args.config.as_deref(), &overrides(&args.sets, args.devices))?;
         run.refuse_to_overwrite(args.force)?;
         config
     };
@@ -154,7 +161,10 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
             None => "the built-in example text".into(),
         })?;
     let prompt = sample_prompt(&mut config, &vocab)?;
-    let device = args.backend.device()?.autodiff();
+    let devices: Vec<Device> = (args.backend.devices(config.training.devices)?)
+        .into_iter()
+        .map(Device::autodiff)
+        .collect();
     println!(
         "text: {} characters, vocabulary {}, {} training windows, {} validation windows",
         tokens.len(),
@@ -176,7 +186,7 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         config,
         vocab,
         resume: args.resume,
-        device,
+        devices,
         prompt,
         train_windows,
         valid_windows,
@@ -214,7 +224,7 @@ fn windows(config: &RunConfig, tokens: Arc<[u32]>) -> Result<(TextWindows, TextW
             tokens.clone(),
             split.train.clone(),
             d.seq_len,
-            t.batch_size,
+            t.global_batch_size(),
             "training",
         )?,
         DataMode::Windows => TextWindows::new(
@@ -255,9 +265,10 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
     let Prepared {
         run,
         config,
-        device,
+        devices,
         ..
     } = prepared;
+    let device = &devices[0];
     let t = &config.training;
     device.seed(t.seed);
     let lm = config.model.init(device);
@@ -265,7 +276,7 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
     // One worker, so batches arrive in the dataset's order: in stream mode each batch continues
     // the one before, row by row; in windows mode the order is a function of seed and epoch.
     let train_builder = DataLoaderBuilder::new(WindowBatcher)
-        .batch_size(t.batch_size)
+        .batch_size(t.global_batch_size())
         .num_workers(1);
     let train_windows = prepared.train_windows.clone();
     let (train_loader, order): (_, Option<EpochOrder>) = if stream {
@@ -274,13 +285,13 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
         let (shuffled, order) = EpochShuffled::new(train_windows, t.seed);
         (train_builder.build(shuffled), Some(order))
     };
-    let batches_per_epoch = prepared.train_windows.len().div_ceil(t.batch_size);
+    let batches_per_epoch = prepared.train_windows.len().div_ceil(t.global_batch_size());
     let resume = prepared
         .resume
         .then(|| ResumePoint::newest(run, batches_per_epoch))
         .flatten();
     let valid_loader = DataLoaderBuilder::new(WindowBatcher)
-        .batch_size(t.batch_size)
+        .batch_size(t.global_batch_size())
         .num_workers(t.num_workers)
         .build(prepared.valid_windows.clone());
 
@@ -293,7 +304,7 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
         _ => None,
     };
     let (strategy, early_end) = RunStrategy::new(
-        device.clone(),
+        DataParallel::new(devices.clone()),
         RunOptions {
             time_limit: config.time_limit()?,
             stream,

@@ -66,8 +66,12 @@ pub enum DataMode {
 /// `[training]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainingSection {
-    /// Windows per batch.
+    /// Windows per batch on each device.
     pub batch_size: usize,
+    /// Devices of the backend that train data-parallel: each step's `devices * batch_size`
+    /// windows are split by rows, one shard per device, and train as one batch of that size
+    /// would on one device.
+    pub devices: usize,
     /// Passes over the training windows.
     pub epochs: usize,
     /// Adam's learning rate (the peak one under a schedule).
@@ -91,6 +95,14 @@ pub struct TrainingSection {
     /// Also checkpoint every this many optimizer steps (not only after each epoch), so a
     /// killed run loses at most this many steps; 0 turns it off.
     pub checkpoint_every: usize,
+}
+
+impl TrainingSection {
+    /// Windows (streams, in stream mode) per optimizer step over all devices:
+    /// `batch_size * devices`.
+    pub fn global_batch_size(&self) -> usize {
+        self.batch_size * self.devices
+    }
 }
 
 /// The learning rate over the run.
@@ -137,6 +149,7 @@ impl Default for RunConfig {
             },
             training: TrainingSection {
                 batch_size: 32,
+                devices: 1,
                 epochs: 100,
                 learning_rate: 1e-3,
                 lr_schedule: LrSchedule::Constant,

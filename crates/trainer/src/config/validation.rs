@@ -24,6 +24,7 @@ impl RunConfig {
             );
         }
         positive("training.batch_size", t.batch_size)?;
+        positive("training.devices", t.devices)?;
         positive("training.epochs", t.epochs)?;
         if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
             bail!(

@@ -2,5 +2,6 @@
 
 pub mod best_weights;
 pub mod checkpointer;
+pub mod data_parallel;
 pub mod step_checkpoints;
 pub mod strategy;

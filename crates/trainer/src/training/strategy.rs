@@ -1,4 +1,5 @@
-//! The training loop: burn-train's single-device epochs, with what long runs need on top.
+//! The training loop: burn-train's epochs, on one device or data-parallel on several, with what
+//! long runs need on top.
 //!
 //! Per step it checks the loss is finite (a NaN or infinite loss stops the run before the
 //! optimizer applies it, so no checkpoint ever holds such weights) and the wall-time limit
@@ -31,6 +32,7 @@ use crate::run::metrics_csv::EpochRow;
 use crate::run::replacement::Replacement;
 use crate::run::run_dir::{RunDir, checkpoint_keys};
 use crate::training::best_weights::BestWeights;
+use crate::training::data_parallel::DataParallel;
 use crate::training::step_checkpoints::{Position, StepCheckpoints};
 use crate::ui::dashboard_sample::LatestSample;
 use crate::ui::progress::CurrentEpoch;
@@ -108,20 +110,26 @@ pub struct RunOptions {
     pub run: RunDir,
 }
 
-/// burn-train's single-device loop with the checks above.
+/// burn-train's epoch loop with the checks above, on one device or data-parallel on several.
 pub struct RunStrategy {
     device: Device,
+    parallel: DataParallel,
     options: RunOptions,
     early_end: Arc<Mutex<Option<EarlyEnd>>>,
 }
 
 impl RunStrategy {
-    /// A loop on `device` (with autodiff) and a handle that says, after training, whether and
-    /// why it ended early.
-    pub fn new(device: Device, options: RunOptions) -> (Self, Arc<Mutex<Option<EarlyEnd>>>) {
+    /// A loop whose steps run on `parallel`'s devices (with autodiff; batches, validation and
+    /// the optimizer on the first) and a handle that says, after training, whether and why it
+    /// ended early.
+    pub fn new(
+        parallel: DataParallel,
+        options: RunOptions,
+    ) -> (Self, Arc<Mutex<Option<EarlyEnd>>>) {
         let early_end = Arc::new(Mutex::new(None));
         let strategy = Self {
-            device,
+            device: parallel.main_device().clone(),
+            parallel,
             options,
             early_end: early_end.clone(),
         };
@@ -243,13 +251,10 @@ impl RunStrategy {
             progress.step += 1;
             let step = progress.step;
             let items = iterator.progress();
-            let output = if options.stream {
-                let (output, last) = learner.model().stateful_step(item, carried.take());
+            let (output, last) = self.parallel.step(&learner.model(), item, carried.take());
+            if options.stream {
                 carried = Some(last);
-                output
-            } else {
-                learner.train_step(item)
-            };
+            }
             let loss = output.item.loss.clone().into_scalar::<f64>();
             if !loss.is_finite() {
                 self.end_early(EarlyEnd::NonFiniteLoss { epoch, step, loss });
