@@ -11,7 +11,7 @@
 #   cargo build --release -p trainer && mkdir -p gpu
 #   strip -o gpu/trainer target/release/trainer && gzip -f gpu/trainer
 # then, on the GPU machine, with `.gl` (the Vulkan loader's packages, as the device tool's notes
-# say) and `gpu` carried:
+# say) and `gpu` carried (both are ignored by git, so the device tool's `carry` names them):
 #   BIN=gpu/trainer.gz scripts/gpu-bench.sh
 # TEXT picks the training text (default ../shared/datasets/tinyshakespeare.txt). The log goes to
 # $OUT/gpu-bench.log when OUT is set. Needs PyTorch with CUDA for the side-by-side figures.
