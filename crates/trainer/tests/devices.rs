@@ -42,9 +42,13 @@ fn two_devices_train_as_one_device_with_the_whole_batch_and_resume() {
             "--set",
             &mode_set,
         ];
-        train_smoke(
+        let out = train_smoke(
             &two,
             &[&halves[..], &["--set", "training.epochs=1"]].concat(),
+        );
+        assert!(
+            out.contains("data-parallel on 2 flex devices: 4 windows each, 8 per step"),
+            "{out}"
         );
         let resumed = [&halves[..], &["--resume", "--set", "training.epochs=2"]].concat();
         success(&smoke_args(&two, &resumed));

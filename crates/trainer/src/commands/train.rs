@@ -172,6 +172,16 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         train_windows.len(),
         valid_windows.len()
     );
+    if devices.len() > 1 {
+        let t = &config.training;
+        println!(
+            "data-parallel on {} {} devices: {} windows each, {} per step",
+            devices.len(),
+            args.backend.burn_device(),
+            t.batch_size,
+            t.global_batch_size()
+        );
+    }
     let replacement = (!args.resume)
         .then(|| Replacement::begin(&run, args.force, !existed))
         .transpose()?;
