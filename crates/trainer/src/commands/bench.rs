@@ -83,8 +83,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let devices = args.backend.devices(config.training.devices)?;
     let device = devices[0].clone();
     let gpu_recurrence = gpu_recurrence(args)?;
-    let train_device = device.clone().autodiff();
     let parallel = DataParallel::new(devices.into_iter().map(Device::autodiff).collect());
+    let train_device = parallel.main_device().clone();
     train_device.seed(config.training.seed);
     let implementation = match args.lstm {
         LstmChoice::Fused => LstmImplementation::Fused,

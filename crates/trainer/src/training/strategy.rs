@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
-use burn::tensor::Device;
 use burn::train::checkpoint::CheckpointerError;
 use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use burn::train::{
@@ -112,7 +111,6 @@ pub struct RunOptions {
 
 /// burn-train's epoch loop with the checks above, on one device or data-parallel on several.
 pub struct RunStrategy {
-    device: Device,
     parallel: DataParallel,
     options: RunOptions,
     early_end: Arc<Mutex<Option<EarlyEnd>>>,
@@ -128,7 +126,6 @@ impl RunStrategy {
     ) -> (Self, Arc<Mutex<Option<EarlyEnd>>>) {
         let early_end = Arc::new(Mutex::new(None));
         let strategy = Self {
-            device: parallel.main_device().clone(),
             parallel,
             options,
             early_end: early_end.clone(),
@@ -371,9 +368,10 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
         LstmLanguageModel,
         SupervisedTrainingEventProcessor<LstmLanguageModel>,
     ) {
-        let train = dataloader_train.to_device(&self.device);
-        let valid = dataloader_valid.to_device(&self.device.clone().inner());
-        learner.fork(&self.device);
+        let device = self.parallel.main_device();
+        let train = dataloader_train.to_device(device);
+        let valid = dataloader_valid.to_device(&device.clone().inner());
+        learner.fork(device);
         let interrupter = components.interrupter;
         let mut processor = components.event_processor;
         let mut checkpointer = components.checkpointer;
