@@ -1,7 +1,49 @@
 //! Choosing the device a command runs on.
 
+use std::path::PathBuf;
+
 use anyhow::{Result, bail};
 use burn::tensor::Device;
+
+use crate::remote;
+
+/// Where a command computes: the backend, and for `--backend remote` the server and its token.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
+    pub backend: BackendKind,
+    /// With `--backend remote`: the `trainer serve` to compute on, as `ws://HOST:PORT`.
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// With `--backend remote`: a file holding the server's token (else the environment
+    /// variable `CHAR_LSTM_TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl DeviceArgs {
+    /// The device to compute on, without autodiff.
+    pub fn device(&self) -> Result<Device> {
+        Ok(self.devices(1)?.remove(0))
+    }
+
+    /// `count` devices to train on, without autodiff: the local backend's
+    /// ([`BackendKind::devices`]) or the server's devices `0 .. count`, each connected.
+    pub fn devices(&self, count: usize) -> Result<Vec<Device>> {
+        match (self.backend, &self.remote) {
+            (BackendKind::Remote, Some(url)) => {
+                let token = remote::token(self.token_file.as_deref())?;
+                remote::devices(url, token, count.max(1))
+            }
+            (BackendKind::Remote, None) => bail!(
+                "--backend remote: name the server with --remote ws://HOST:PORT (one started there with `trainer serve`)"
+            ),
+            (_, Some(url)) => bail!("--remote {url}: only with --backend remote"),
+            (kind, None) => kind.devices(count),
+        }
+    }
+}
 
 /// A compute backend this program can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -15,16 +57,28 @@ pub enum BackendKind {
     Wgpu,
     /// NVIDIA CUDA (build with `--features cuda`).
     Cuda,
+    /// The devices of a `trainer serve` on another machine (or this one), at `--remote`.
+    Remote,
 }
 
 impl BackendKind {
-    /// The name Burn's `BURN_DEVICE` gives this backend.
-    pub fn burn_device(self) -> &'static str {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
         match self {
             BackendKind::Flex => "flex",
             BackendKind::Ndarray => "ndarray",
             BackendKind::Wgpu => "wgpu",
             BackendKind::Cuda => "cuda",
+            BackendKind::Remote => "remote",
+        }
+    }
+
+    /// The name Burn's `BURN_DEVICE` gives this backend; records of a remote run load on the
+    /// CPU first.
+    pub fn burn_device(self) -> &'static str {
+        match self {
+            BackendKind::Remote => BackendKind::Flex.name(),
+            local => local.name(),
         }
     }
 
@@ -33,21 +87,24 @@ impl BackendKind {
         matches!(self, BackendKind::Wgpu | BackendKind::Cuda)
     }
 
-    /// The device to compute on, without autodiff.
+    /// This machine's device of this backend, without autodiff.
     ///
     /// Asking for a backend that this build lacks, or that the machine cannot run, is an
     /// error that says how to get it.
-    pub fn device(self) -> Result<Device> {
+    fn device(self) -> Result<Device> {
         match self {
             BackendKind::Flex => Ok(Device::flex()),
             BackendKind::Ndarray => ndarray_device(),
             BackendKind::Wgpu => wgpu_device(WgpuDevice::Default),
             BackendKind::Cuda => cuda_device(0),
+            BackendKind::Remote => bail!(
+                "--backend remote: a server serves this machine's own devices (flex, wgpu or cuda)"
+            ),
         }
     }
 
-    /// `count` devices to train on, without autodiff: [`BackendKind::device`] alone for one;
-    /// for more, the CPU backends' one device that many times (each worker thread its own
+    /// `count` of this machine's devices, without autodiff: [`BackendKind::device`] alone for
+    /// one; for more, the CPU backends' one device that many times (each worker thread its own
     /// shard) and the GPU backends' devices `0 .. count` (wgpu's discrete GPUs), each checked.
     pub fn devices(self, count: usize) -> Result<Vec<Device>> {
         if count <= 1 {
@@ -55,7 +112,7 @@ impl BackendKind {
         }
         (0..count)
             .map(|index| match self {
-                BackendKind::Flex | BackendKind::Ndarray => self.device(),
+                BackendKind::Flex | BackendKind::Ndarray | BackendKind::Remote => self.device(),
                 BackendKind::Wgpu => wgpu_device(WgpuDevice::Discrete(index)),
                 BackendKind::Cuda => cuda_device(index),
             })

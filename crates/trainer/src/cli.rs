@@ -1,10 +1,11 @@
 //! The command line.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, DeviceArgs};
 
 /// Train character-level LSTM text generators and sample from them.
 #[derive(Debug, Parser)]
@@ -22,12 +23,31 @@ impl Cli {
     /// The backend the command computes on (import and export work on the CPU).
     pub fn backend(&self) -> BackendKind {
         match &self.command {
-            None => self.train.backend,
-            Some(Command::Train(args)) => args.backend,
-            Some(Command::Generate(args)) => args.backend,
-            Some(Command::Bench(args)) => args.backend,
-            Some(Command::Eval(args)) => args.backend,
-            Some(Command::Import(_) | Command::Export(_)) => BackendKind::Flex,
+            Some(Command::Serve(args)) => args.backend,
+            _ => self
+                .device()
+                .map_or(BackendKind::Flex, |device| device.backend),
+        }
+    }
+
+    /// With `--backend remote`: the server's URL, and how to go on after losing it (a run
+    /// that trains resumes).
+    pub fn remote(&self) -> Option<(&str, &'static str)> {
+        const RESUME: &str = "; the run keeps its last checkpoint: continue it with --resume";
+        let device = self.device().filter(|d| d.backend == BackendKind::Remote)?;
+        let trains = matches!(self.command, None | Some(Command::Train(_)));
+        Some((device.remote.as_deref()?, if trains { RESUME } else { "" }))
+    }
+
+    /// Where the command computes, for the commands that choose.
+    fn device(&self) -> Option<&DeviceArgs> {
+        match &self.command {
+            None => Some(&self.train.device),
+            Some(Command::Train(args)) => Some(&args.device),
+            Some(Command::Generate(args)) => Some(&args.device),
+            Some(Command::Bench(args)) => Some(&args.device),
+            Some(Command::Eval(args)) => Some(&args.device),
+            Some(Command::Import(_) | Command::Export(_) | Command::Serve(_)) => None,
         }
     }
 }
@@ -47,6 +67,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Write a run's weights as SafeTensors with PyTorch's names.
     Export(ExportArgs),
+    /// Serve this machine's devices to `--backend remote` clients until Ctrl-C.
+    Serve(ServeArgs),
 }
 
 /// `trainer train`.
@@ -56,8 +78,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where to compute.
-    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// The run directory; `runs/<config file stem>` when omitted.
     #[arg(long)]
     pub run: Option<PathBuf>,
@@ -106,8 +128,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub num_samples: usize,
     /// Where to compute.
-    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `trainer bench`.
@@ -117,8 +139,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where to compute.
-    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Override one config key, e.g. `--set data.path=input.txt` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
@@ -181,8 +203,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Where to compute.
-    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// How `eval` reads the text.
@@ -192,6 +214,28 @@ pub enum EvalMode {
     Stream,
     /// In non-overlapping windows of the run's `seq_len`, each from a zero state.
     Windows,
+}
+
+/// `trainer serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The TCP port to listen on; 0 picks a free one (printed).
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// The address to listen on; loopback unless given (WebSocket is unencrypted: serve
+    /// `0.0.0.0` only on a trusted network).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// This machine's backend whose devices to serve.
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
+    pub backend: BackendKind,
+    /// How many of its devices to serve (clients pick them by index with `--devices`).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    pub devices: usize,
+    /// A file holding the token clients must present (else the environment variable
+    /// `CHAR_LSTM_TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `trainer import`.

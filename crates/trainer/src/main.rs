@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod config;
 mod download;
+mod remote;
 mod run;
 mod text_source;
 mod training;
@@ -38,6 +39,9 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    if let Some((url, resume)) = cli.remote() {
+        remote::report_lost_server(url, resume);
+    }
     let done = |result: anyhow::Result<()>| result.map(|()| Finished::Completed);
     let result = match cli.command {
         None => commands::train::train(&cli.train),
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Some(Command::Eval(args)) => done(commands::eval::eval(&args)),
         Some(Command::Import(args)) => done(commands::exchange::import(&args)),
         Some(Command::Export(args)) => done(commands::exchange::export(&args)),
+        Some(Command::Serve(args)) => done(commands::serve::serve(&args)),
     };
     match result {
         Ok(Finished::Completed) => ExitCode::SUCCESS,

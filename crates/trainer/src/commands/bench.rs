@@ -80,7 +80,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let tokens: Arc<[u32]> = vocab.encode(&text)?.into();
     let split = TextSplit::by_position(tokens.len(), config.data.valid_fraction);
     let windows = TextWindows::new(tokens, split.train, config.data.seq_len, 1, "training")?;
-    let devices = args.backend.devices(config.training.devices)?;
+    let devices = args.device.devices(config.training.devices)?;
     let device = devices[0].clone();
     let gpu_recurrence = gpu_recurrence(args)?;
     let parallel = DataParallel::new(devices.into_iter().map(Device::autodiff).collect());
@@ -141,7 +141,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 
     let chars_per_step = (config.training.global_batch_size() * config.data.seq_len) as f64;
     let report = BenchReport {
-        backend: format!("{:?}", args.backend).to_lowercase(),
+        backend: args.device.backend.name().to_string(),
         simd: char_lstm::simd::Simd::active().name(),
         lstm: format!("{:?}", args.lstm).to_lowercase(),
         gpu_recurrence,
@@ -176,7 +176,7 @@ fn burn_adam() -> ModuleOptimizer {
 /// The GPU kernels `step` launches, on the backends that launch them (counted in builds with
 /// the wgpu backend, which brings CubeCL's launch observer).
 fn launches(args: &BenchArgs, step: impl FnOnce()) -> Option<usize> {
-    if !args.backend.is_gpu() {
+    if !args.device.backend.is_gpu() {
         return None;
     }
     #[cfg(feature = "wgpu")]
@@ -191,7 +191,7 @@ fn launches(args: &BenchArgs, step: impl FnOnce()) -> Option<usize> {
 /// The layout of the GPU recurrence kernels on the CubeCL backends; an unknown
 /// `CHAR_LSTM_GPU_RECURRENCE` is an error.
 fn gpu_recurrence(args: &BenchArgs) -> Result<Option<&'static str>> {
-    if !args.backend.is_gpu() {
+    if !args.device.backend.is_gpu() {
         return Ok(None);
     }
     #[cfg(feature = "wgpu")]

@@ -27,7 +27,7 @@ struct EvalReport {
 
 /// Evaluates the run on `--text` and prints the result.
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    let device = args.backend.device()?;
+    let device = args.device.device()?;
     let (config, trained) = RunDir::new(&args.run).load(&device)?;
     let (vocab, model) = (&trained.vocab, &trained.model);
     let text = char_lstm_data::load_text(&args.text)?;

@@ -18,7 +18,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// Loads the run and prints `--num-samples` samples of `--length` characters; Ctrl-C stops it
 /// with what was drawn so far printed.
 pub fn generate(args: &GenerateArgs) -> Result<Finished> {
-    let device = args.backend.device()?;
+    let device = args.device.device()?;
     let (config, trained) = RunDir::new(&args.run).load(&device)?;
     let g = &config.generate;
     let saved = &g.sampling;

@@ -5,4 +5,5 @@ mod bench_recurrence;
 pub mod eval;
 pub mod exchange;
 pub mod generate;
+pub mod serve;
 pub mod train;

@@ -161,7 +161,7 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
             None => "the built-in example text".into(),
         })?;
     let prompt = sample_prompt(&mut config, &vocab)?;
-    let devices: Vec<Device> = (args.backend.devices(config.training.devices)?)
+    let devices: Vec<Device> = (args.device.devices(config.training.devices)?)
         .into_iter()
         .map(Device::autodiff)
         .collect();
@@ -177,7 +177,7 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         println!(
             "data-parallel on {} {} devices: {} windows each, {} per step",
             devices.len(),
-            args.backend.burn_device(),
+            args.device.backend.name(),
             t.batch_size,
             t.global_batch_size()
         );

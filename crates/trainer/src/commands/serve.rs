@@ -1,0 +1,46 @@
+//! `trainer serve`: this machine's devices for `--backend remote` clients, through Burn's remote
+//! server over WebSocket.
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::cli::ServeArgs;
+use crate::remote::{self, TOKEN_VAR};
+
+/// Serves until Ctrl-C or SIGTERM; a port that cannot be bound, a missing token or a backend
+/// this build lacks is an error before anything is served.
+#[cfg(feature = "remote")]
+pub fn serve(args: &ServeArgs) -> Result<()> {
+    use std::io::Write;
+
+    use burn::server::{RemoteServer, TokenAuthorizer, WebSocketTransport};
+
+    let token = remote::token(args.token_file.as_deref())?.ok_or_else(|| {
+        anyhow!(
+            "trainer serve: clients need a token to present; give it with --token-file FILE or {TOKEN_VAR}"
+        )
+    })?;
+    let devices = args.backend.devices(args.devices)?;
+    let listener = std::net::TcpListener::bind((args.bind, args.port))
+        .with_context(|| format!("--bind {} --port {}", args.bind, args.port))?;
+    let address = listener.local_addr()?;
+    println!(
+        "serving {} {} device(s) on ws://{address} (clients: --backend remote --remote ws://{address}, with {})",
+        devices.len(),
+        args.backend.name(),
+        token.source
+    );
+    // Scripts wait for this line before they start a client.
+    std::io::stdout().flush()?;
+    let authorizer = TokenAuthorizer::new(token.secret.as_str()).map_err(|e| anyhow!("{e}"))?;
+    RemoteServer::new(devices)
+        .with_authorizer(authorizer)
+        .serve(WebSocketTransport::from_listener(listener))
+        .map_err(|e| anyhow!("trainer serve on ws://{address}: {e}"))
+}
+
+#[cfg(not(feature = "remote"))]
+pub fn serve(_: &ServeArgs) -> Result<()> {
+    anyhow::bail!(
+        "trainer serve: this build has no remote support; rebuild with `--features remote`"
+    )
+}
