@@ -15,13 +15,30 @@ pub(crate) fn dropout<const D: usize>(dropout: &Dropout, input: Tensor<D>) -> Te
 /// variational dropout, AWD-LSTM's locked dropout). The mask is `[batch, 1, features]`,
 /// drawn by [`dropout`] and broadcast over the steps.
 pub(crate) fn locked_dropout(dropout_layer: &Dropout, input: Tensor<3>) -> Tensor<3> {
+    let [batch, _, features] = input.dims();
+    broadcast_dropout(dropout_layer, input, [batch, 1, features])
+}
+
+/// [`dropout`] of whole rows of `table` (`[rows, columns]`): each row is kept, scaled, or
+/// zeroed as a whole (AWD-LSTM's embedding dropout, which drops every occurrence of a token
+/// in a batch when applied to the embedding table).
+pub(crate) fn row_dropout(dropout_layer: &Dropout, table: Tensor<2>) -> Tensor<2> {
+    let [rows, _] = table.dims();
+    broadcast_dropout(dropout_layer, table, [rows, 1])
+}
+
+/// `input` times a [`dropout`] mask of ones of `mask_shape`, broadcast over `input`; `input`
+/// itself outside training.
+fn broadcast_dropout<const D: usize>(
+    dropout_layer: &Dropout,
+    input: Tensor<D>,
+    mask_shape: [usize; D],
+) -> Tensor<D> {
     let device = input.device();
     if !dropout_layer.training.is_enabled() || !device.is_autodiff() || dropout_layer.prob == 0.0 {
         return input;
     }
-    let [batch, _, features] = input.dims();
-    let mask = dropout(dropout_layer, Tensor::ones([batch, 1, features], &device));
-    input * mask
+    input * dropout(dropout_layer, Tensor::ones(mask_shape, &device))
 }
 
 #[cfg(test)]
@@ -83,6 +100,37 @@ mod tests {
         assert!(
             values(outside).iter().all(|&v| v >= 1.0),
             "off outside training"
+        );
+    }
+
+    /// Row dropout keeps or drops each row whole, scaled by `1 / (1 - prob)`, and drops some
+    /// rows but not all.
+    #[test]
+    fn row_dropout_keeps_or_drops_whole_rows() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let layer = DropoutConfig::new(0.5).init();
+        let table = Tensor::<2>::random([64, 16], Distribution::Uniform(1.0, 2.0), &device);
+        let dropped = row_dropout(&layer, table.clone());
+        let (table, dropped) = (table.into_data(), dropped.into_data());
+        let (table, dropped) = (
+            table.as_slice::<f32>().unwrap(),
+            dropped.as_slice::<f32>().unwrap(),
+        );
+        let mut zero_rows = 0;
+        for (row, out) in table.chunks(16).zip(dropped.chunks(16)) {
+            if out[0] == 0.0 {
+                zero_rows += 1;
+                assert!(out.iter().all(|&v| v == 0.0), "{out:?}");
+            } else {
+                let scaled: Vec<f32> = row.iter().map(|v| v * 2.0).collect();
+                assert_eq!(out, &scaled[..]);
+            }
+        }
+        assert!(
+            (1..64).contains(&zero_rows),
+            "{zero_rows} of 64 rows dropped"
         );
     }
 }

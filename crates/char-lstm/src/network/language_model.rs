@@ -7,7 +7,7 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, Linea
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::fused;
-use crate::network::dropout::dropout;
+use crate::network::dropout::{dropout, row_dropout};
 use crate::network::lstm::{Lstm, LstmConfig, LstmImplementation, project_rows};
 use crate::network::state::LstmState;
 
@@ -44,6 +44,11 @@ pub struct LstmLanguageModelConfig {
     /// char-rnn and Zaremba et al. apply it; PyTorch's `nn.LSTM` has none.
     #[config(default = 0.0)]
     pub output_dropout: f64,
+    /// Dropout of whole characters' embeddings, drawn once per forward pass, so that every
+    /// occurrence of a dropped character in the batch sees a zero embedding (AWD-LSTM's
+    /// embedding dropout; training only).
+    #[config(default = 0.0)]
+    pub embedding_dropout: f64,
 }
 
 /// A character-level language model, the same as the PyTorch tutorial's
@@ -52,6 +57,8 @@ pub struct LstmLanguageModelConfig {
 pub struct LstmLanguageModel {
     /// Token embeddings, `[vocab_size, embedding_dim]`.
     pub embedding: Embedding,
+    /// Dropout of whole rows of the embedding table.
+    pub embedding_dropout: Dropout,
     /// The stacked LSTM.
     pub lstm: Lstm,
     /// Dropout on the top hidden state before [`LstmLanguageModel::output`].
@@ -95,6 +102,7 @@ impl LstmLanguageModelConfig {
             ("dropout", self.dropout),
             ("output_dropout", self.output_dropout),
             ("weight_dropout", self.weight_dropout),
+            ("embedding_dropout", self.embedding_dropout),
         ] {
             if !(0.0..1.0).contains(&value) {
                 return Err(ModelConfigError::NotAProbability { key, value });
@@ -109,6 +117,7 @@ impl LstmLanguageModelConfig {
         let bound = 1.0 / (self.hidden_dim as f64).sqrt();
         LstmLanguageModel {
             embedding: EmbeddingConfig::new(self.vocab_size, self.embedding_dim).init(device),
+            embedding_dropout: DropoutConfig::new(self.embedding_dropout).init(),
             lstm: LstmConfig::new(self.embedding_dim, self.hidden_dim)
                 .with_num_layers(self.num_layers)
                 .with_dropout(self.dropout)
@@ -155,6 +164,7 @@ impl LstmLanguageModel {
         state: Option<Vec<LstmState>>,
     ) -> (Tensor<3>, Vec<LstmState>) {
         let [batch_size, seq_len] = inputs.dims();
+        let embeddings = row_dropout(&self.embedding_dropout, self.embedding.weight.val());
         let (hidden, state) = if self.lstm.implementation == LstmImplementation::Fused
             && self.vocab_size() < batch_size * seq_len
         {
@@ -162,17 +172,14 @@ impl LstmLanguageModel {
             // embeddings: projecting the embedding table once and looking rows up gives the
             // same values and skips that layer's input products, forward and backward.
             let bottom = &self.lstm.layers[0];
-            let table = project_rows(
-                bottom,
-                self.embedding.weight.val(),
-                LstmImplementation::Fused,
-            );
+            let table = project_rows(bottom, embeddings, LstmImplementation::Fused);
             let projected = table
                 .select(0, inputs.reshape([batch_size * seq_len]))
                 .reshape([batch_size, seq_len, 4 * bottom.hidden_size()]);
             self.lstm.forward_projected(projected, state)
         } else {
-            self.lstm.forward(self.embedding.forward(inputs), state)
+            let embedded = burn::tensor::module::embedding(embeddings, inputs);
+            self.lstm.forward(embedded, state)
         };
         let hidden = dropout(&self.output_dropout, hidden);
         let fused = (self.lstm.implementation == LstmImplementation::Fused)
@@ -244,5 +251,65 @@ mod tests {
         let eval = dropped.valid();
         let inner = device.inner();
         assert_eq!(logits(&eval, &inner), logits(&eval, &inner));
+    }
+
+    /// Embedding dropout runs the model on a copy of the embedding table whose rows are each
+    /// zeroed or scaled whole, drawn from the seed: the same logits as a model without it whose
+    /// table is that copy, in both implementations, and the table's gradient is that model's
+    /// through the same rows and scale (zero for a dropped character).
+    #[test]
+    fn embedding_dropout_is_the_model_on_a_table_with_whole_rows_dropped() {
+        use burn::module::Param;
+        use burn::tensor::Tolerance;
+
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        device.seed(8);
+        let config = LstmLanguageModelConfig::new(6)
+            .with_embedding_dim(8)
+            .with_hidden_dim(16)
+            .with_num_layers(1);
+        let plain = config.init(&device);
+        let inputs = Tensor::<2, Int>::from_data([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]], &ad);
+        let layer = DropoutConfig::new(0.5).init();
+        let flat = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        for implementation in [LstmImplementation::Fused, LstmImplementation::Composed] {
+            let with_implementation = |mut model: LstmLanguageModel| {
+                model.lstm = model.lstm.with_implementation(implementation);
+                model.fork(&ad).train()
+            };
+            let mut ours = plain.clone();
+            ours.embedding_dropout = layer.clone();
+            let ours = with_implementation(ours);
+            ad.seed(77);
+            let (out, _) = ours.forward(inputs.clone(), None);
+            let grads = out.clone().sum().backward();
+            let d_ours = flat(ours.embedding.weight.grad(&grads).unwrap());
+
+            ad.seed(77);
+            let copy = row_dropout(&layer, plain.embedding.weight.val().autodiff());
+            let mut reference = plain.clone();
+            reference.embedding.weight = Param::from_tensor(copy.clone().without_autodiff());
+            let reference = with_implementation(reference);
+            let (expected, _) = reference.forward(inputs.clone(), None);
+            let grads = expected.clone().sum().backward();
+            let d_reference = flat(reference.embedding.weight.grad(&grads).unwrap());
+
+            out.without_autodiff().into_data().assert_approx_eq::<f32>(
+                &expected.without_autodiff().into_data(),
+                Tolerance::absolute(1e-6),
+            );
+            let kept = flat(copy.without_autodiff());
+            let dropped_rows = kept.chunks(8).filter(|row| row[0] == 0.0).count();
+            assert!(
+                (1..6).contains(&dropped_rows),
+                "{dropped_rows} of 6 dropped"
+            );
+            for ((d, e), w) in d_ours.iter().zip(&d_reference).zip(&kept) {
+                let expected = if *w == 0.0 { 0.0 } else { e * 2.0 };
+                assert!((d - expected).abs() <= 1e-5, "{d} vs {expected}");
+            }
+        }
     }
 }

@@ -32,6 +32,7 @@ use crate::training::checkpointer::AtomicCheckpointer;
 use crate::training::data_parallel::DataParallel;
 use crate::training::step_checkpoints::{self, Position};
 use crate::training::strategy::{EarlyEnd, EpochSample, RunOptions, RunStrategy, StepPlan};
+use crate::training::weight_average::WeightAverage;
 use crate::ui::dashboard_sample::{LatestSample, SampleMetric};
 use crate::ui::progress::{CurrentEpoch, PlainProgress};
 
@@ -331,6 +332,7 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
             current_epoch: current_epoch.clone(),
             epoch_log: EpochLog::new(run.metrics_path()),
             best: Mutex::new(BestWeights::new(run.clone())?),
+            average: average(config, &lm, run, resume)?,
             replacement: prepared.replacement.clone(),
             run: run.clone(),
         },
@@ -389,6 +391,25 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
         interrupted,
         batches_per_epoch,
     })
+}
+
+/// `training.ema_decay`'s average as the run starts: empty, or for a resumed run the one its
+/// checkpoint saved.
+fn average(
+    config: &RunConfig,
+    model: &LstmLanguageModel,
+    run: &RunDir,
+    resume: Option<ResumePoint>,
+) -> Result<WeightAverage> {
+    let mut average = WeightAverage::new(config.training.ema_decay);
+    match resume {
+        Some(ResumePoint::Epoch(epoch)) => average.restore(model, &run.checkpoint_dir(), epoch)?,
+        Some(ResumePoint::Step(step)) => {
+            average.restore(model, &run.step_checkpoint_dir(), step)?
+        }
+        None => {}
+    }
+    Ok(average)
 }
 
 /// The learning rate over the run's steps.

@@ -95,6 +95,10 @@ pub struct TrainingSection {
     /// Also checkpoint every this many optimizer steps (not only after each epoch), so a
     /// killed run loses at most this many steps; 0 turns it off.
     pub checkpoint_every: usize,
+    /// Keep an exponential moving average of the weights with this decay per optimizer step
+    /// (e.g. 0.999), validated after every epoch beside the trained weights; the better of the
+    /// two is saved as `model.bpk`. 0 turns it off.
+    pub ema_decay: f64,
 }
 
 impl TrainingSection {
@@ -159,6 +163,7 @@ impl Default for RunConfig {
                 num_workers: 1,
                 time_limit: String::new(),
                 checkpoint_every: 500,
+                ema_decay: 0.0,
             },
             generate: GenerateSection {
                 prompt: "Hello".into(),
@@ -284,18 +289,20 @@ mod tests {
         }
     }
 
-    /// A run saved before `training.checkpoint_every`, `training.weight_decay`,
-    /// `model.output_dropout`, `model.weight_dropout` and `model.variational_dropout` existed
-    /// still loads, with their defaults.
+    /// A run saved before `training.checkpoint_every`, `training.weight_decay`, `training.ema_decay`,
+    /// `model.output_dropout`, `model.weight_dropout`, `model.variational_dropout` and
+    /// `model.embedding_dropout` existed still loads, with their defaults.
     #[test]
     fn saved_runs_without_later_keys_load_with_the_defaults() {
         let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
         for (section, key) in [
             ("training", "checkpoint_every"),
             ("training", "weight_decay"),
+            ("training", "ema_decay"),
             ("model", "output_dropout"),
             ("model", "weight_dropout"),
             ("model", "variational_dropout"),
+            ("model", "embedding_dropout"),
             ("model", "vocab_size"),
             ("generate", "top_p"),
         ] {
@@ -306,9 +313,11 @@ mod tests {
         let config = RunConfig::load(file.path()).unwrap();
         assert_eq!(config.training.checkpoint_every, 500);
         assert_eq!(config.training.weight_decay, 0.0);
+        assert_eq!(config.training.ema_decay, 0.0);
         assert_eq!(config.model.output_dropout, 0.0);
         assert_eq!(config.model.weight_dropout, 0.0);
         assert!(!config.model.variational_dropout);
+        assert_eq!(config.model.embedding_dropout, 0.0);
         assert_eq!(config.model.vocab_size, 0);
         let sets = [
             "training.checkpoint_every=7".into(),
@@ -316,6 +325,7 @@ mod tests {
             "model.output_dropout=0.3".into(),
             "model.weight_dropout=0.2".into(),
             "model.variational_dropout=true".into(),
+            "model.embedding_dropout=0.1".into(),
         ];
         let set = RunConfig::resolve(None, &sets).unwrap();
         assert_eq!(set.training.checkpoint_every, 7);
@@ -323,6 +333,7 @@ mod tests {
         assert_eq!(set.model.output_dropout, 0.3);
         assert_eq!(set.model.weight_dropout, 0.2);
         assert!(set.model.variational_dropout);
+        assert_eq!(set.model.embedding_dropout, 0.1);
     }
 
     /// Every config the repository ships resolves: a misspelt key or a value out of range in
@@ -391,9 +402,11 @@ mod tests {
             ("model.dropout=1.0", "model.dropout"),
             ("model.output_dropout=-0.5", "model.output_dropout"),
             ("model.weight_dropout=1", "model.weight_dropout"),
+            ("model.embedding_dropout=1.5", "model.embedding_dropout"),
             ("training.learning_rate=0", "training.learning_rate"),
             ("training.weight_decay=-0.1", "training.weight_decay"),
             ("training.weight_decay=2000", "training.weight_decay"),
+            ("training.ema_decay=1", "training.ema_decay"),
             ("data.valid_fraction=-0.1", "data.valid_fraction"),
             ("generate.top_p=2", "top_p"),
         ] {

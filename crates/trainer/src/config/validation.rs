@@ -50,6 +50,7 @@ impl RunConfig {
             );
         }
         positive("training.num_workers", t.num_workers)?;
+        in_unit("training.ema_decay", t.ema_decay)?;
         self.time_limit()?;
         positive("generate.length", g.length)?;
         if g.prompt.is_empty() {

@@ -72,10 +72,15 @@ fn lock_holder_runs(owner: &str) -> Option<u32> {
 /// The keys (epochs or steps) of the checkpoints in `directory`, ascending; with `complete`,
 /// only those whose model, optimizer and scheduler files all exist.
 pub fn checkpoint_keys(directory: &Path, complete: bool) -> Vec<usize> {
+    keys_of(directory, &["model", "optim", "scheduler"], complete)
+}
+
+/// The keys of the `<kind>-<key>.bpk` files in `directory` of any of `kinds`, ascending; with
+/// `complete`, only those with a file of every kind.
+pub fn keys_of(directory: &Path, kinds: &[&str], complete: bool) -> Vec<usize> {
     let Ok(entries) = std::fs::read_dir(directory) else {
         return Vec::new();
     };
-    let kinds = ["model", "optim", "scheduler"];
     let file = |kind: &str, key: usize| directory.join(format!("{kind}-{key}.bpk"));
     let mut keys: Vec<usize> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -88,6 +93,25 @@ pub fn checkpoint_keys(directory: &Path, complete: bool) -> Vec<usize> {
     keys.sort_unstable();
     keys.dedup();
     keys
+}
+
+/// Which weights of the best epoch `model.bpk` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BestKind {
+    /// The weights training reached.
+    Trained,
+    /// Their moving average (`training.ema_decay`).
+    Average,
+}
+
+impl BestKind {
+    /// Its name in `best.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BestKind::Trained => "trained",
+            BestKind::Average => "average",
+        }
+    }
 }
 
 /// A run directory.
@@ -137,16 +161,24 @@ impl RunDir {
         self.path.join("best.json")
     }
 
-    /// Records the best epoch in `best.json`.
-    pub fn save_best(&self, best: &EpochRow) -> Result<()> {
+    /// Records the best epoch in `best.json`, and which of its weights `model.bpk` holds.
+    pub fn save_best(&self, best: &EpochRow, kind: BestKind) -> Result<()> {
         let json = serde_json::json!({
             "epoch": best.epoch,
             "valid_loss": best.valid_loss,
             "valid_bpc": best.valid_loss / std::f64::consts::LN_2,
             "train_loss": best.train_loss,
+            "weights": kind.name(),
         });
         char_lstm::write_atomic(&self.best_path(), format!("{json:#}\n").as_bytes())?;
         Ok(())
+    }
+
+    /// The validation loss `best.json` records, if it is there and readable.
+    pub fn best_loss(&self) -> Option<f64> {
+        let text = std::fs::read_to_string(self.best_path()).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["valid_loss"].as_f64()
     }
 
     /// burn-train's checkpoints.

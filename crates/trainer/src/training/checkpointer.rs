@@ -4,7 +4,14 @@
 
 use std::path::PathBuf;
 
+use burn::train::TrainingError;
 use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError};
+
+/// `error` as burn-train's checkpoint error, which stops training through its interrupter.
+pub fn checkpoint_failure(error: &anyhow::Error) -> TrainingError {
+    let error = std::io::Error::other(format!("{error:#}"));
+    TrainingError::Checkpoint(CheckpointerError::IOError(error))
+}
 
 /// Saves each record as `<directory>/<name>-<epoch>.bpk`, atomically.
 pub struct AtomicCheckpointer {

@@ -5,3 +5,4 @@ pub mod checkpointer;
 pub mod data_parallel;
 pub mod step_checkpoints;
 pub mod strategy;
+pub mod weight_average;

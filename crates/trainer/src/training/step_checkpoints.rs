@@ -1,6 +1,6 @@
 //! Checkpoints inside an epoch: every `training.checkpoint_every` optimizer steps and when
-//! Ctrl-C stops a run, the model, optimizer and scheduler state go to
-//! `checkpoint/steps/<kind>-<step>.bpk`, keyed by the number of steps since the run began and
+//! Ctrl-C stops a run, the model, optimizer and scheduler state (and the weight average, when
+//! on) go to `checkpoint/steps/<kind>-<step>.bpk`, keyed by the number of steps since the run began and
 //! written atomically. The last two are kept, so a complete one exists while the next is being
 //! written. `train --resume` continues from the newest complete one when it is newer than the
 //! last epoch checkpoint.
@@ -16,7 +16,8 @@ use burn::train::metric::store::EventStoreClient;
 use burn::train::{Interrupter, Learner, LearningCheckpointer};
 use char_lstm::LstmLanguageModel;
 
-use crate::training::checkpointer::AtomicCheckpointer;
+use crate::training::checkpointer::{AtomicCheckpointer, checkpoint_failure};
+use crate::training::weight_average::WeightAverage;
 
 /// Where a run stands after `step` optimizer steps: `batches` batches into `epoch` (1-based;
 /// `batches` may be the whole epoch when it ended without validating).
@@ -42,7 +43,9 @@ impl Position {
 /// Saves step checkpoints during training.
 pub struct StepCheckpoints {
     every: usize,
+    directory: PathBuf,
     checkpointer: LearningCheckpointer<LstmLanguageModel>,
+    interrupter: Interrupter,
     last_saved: Option<usize>,
 }
 
@@ -58,6 +61,8 @@ impl StepCheckpoints {
     ) -> Self {
         Self {
             every,
+            directory: directory.clone(),
+            interrupter: interrupter.clone(),
             checkpointer: LearningCheckpointer::new(
                 in_background(&directory, "model", interrupter),
                 in_background(&directory, "optim", interrupter),
@@ -74,22 +79,29 @@ impl StepCheckpoints {
     pub fn after_step(
         &mut self,
         learner: &Learner<LstmLanguageModel>,
+        average: &WeightAverage,
         step: usize,
         store: &EventStoreClient,
     ) {
         if self.every > 0 && step.is_multiple_of(self.every) {
-            self.save(learner, step, store);
+            self.save(learner, average, step, store);
         }
     }
 
-    /// Saves the state after `step` steps, unless it is saved already.
+    /// Saves the state after `step` steps, unless it is saved already. The average goes
+    /// first, so that a step whose learner files are complete has it too.
     pub fn save(
         &mut self,
         learner: &Learner<LstmLanguageModel>,
+        average: &WeightAverage,
         step: usize,
         store: &EventStoreClient,
     ) {
         if self.last_saved != Some(step) {
+            if let Err(e) = average.save(&self.directory, step) {
+                self.interrupter.fail(checkpoint_failure(&e));
+                return;
+            }
             self.checkpointer.checkpoint(learner, step, store);
             self.last_saved = Some(step);
         }

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
-use burn::train::checkpoint::CheckpointerError;
 use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use burn::train::{
     EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent,
@@ -31,8 +30,10 @@ use crate::run::metrics_csv::EpochRow;
 use crate::run::replacement::Replacement;
 use crate::run::run_dir::{RunDir, checkpoint_keys};
 use crate::training::best_weights::BestWeights;
+use crate::training::checkpointer::checkpoint_failure;
 use crate::training::data_parallel::DataParallel;
 use crate::training::step_checkpoints::{Position, StepCheckpoints};
+use crate::training::weight_average::WeightAverage;
 use crate::ui::dashboard_sample::LatestSample;
 use crate::ui::progress::CurrentEpoch;
 
@@ -103,6 +104,8 @@ pub struct RunOptions {
     pub epoch_log: EpochLog,
     /// `model.bpk` and `best.json`, written after every epoch that beats the ones before.
     pub best: Mutex<BestWeights>,
+    /// The weight average as the run starts (`training.ema_decay`; a resumed run's restored).
+    pub average: WeightAverage,
     /// A new run's claim on its directory, settled by its first checkpoint.
     pub replacement: Arc<Mutex<Option<Replacement>>>,
     /// The run directory.
@@ -214,6 +217,8 @@ struct Progress {
     step: usize,
     /// When this process started training.
     started: Instant,
+    /// The weight average, updated after every step.
+    average: WeightAverage,
 }
 
 impl RunStrategy {
@@ -264,7 +269,8 @@ impl RunStrategy {
             };
             learner.lr_step();
             learner.optimizer_step(grads);
-            steps.after_step(learner, step, store);
+            progress.average.update(&learner.model(), step);
+            steps.after_step(learner, &progress.average, step, store);
             let item = TrainingItem::new(
                 output.item,
                 items,
@@ -315,15 +321,36 @@ impl RunStrategy {
         }
         interrupter.fail_on_error(processor.process_valid(LearnerEvent::EndSplit(epoch)));
     }
+
+    /// The mean validation loss of `model`, over the batches as the metrics weigh them (by
+    /// rows), outside the dashboard's metrics.
+    fn validation_loss(
+        &self,
+        model: &LstmLanguageModel,
+        valid: &ValidLoader<LstmLanguageModel>,
+        interrupter: &Interrupter,
+    ) -> f64 {
+        let (mut total, mut rows) = (0.0, 0);
+        let mut iterator = valid.iter();
+        while let Some(item) = loaded(iterator.next(), interrupter) {
+            let output = InferenceStep::step(model, item);
+            let batch_rows = output.targets.dims()[0];
+            total += output.loss.into_scalar::<f64>() * batch_rows as f64;
+            rows += batch_rows;
+        }
+        total / rows.max(1) as f64
+    }
 }
 
 impl RunStrategy {
-    /// Writes the epoch's row of `metrics.csv` and `curves.svg`, keeps the best weights in
+    /// Writes the epoch's row of `metrics.csv` and `curves.svg`, keeps the best weights (the
+    /// trained ones, or the `average` with its validation loss where it is better) in
     /// `model.bpk`, and once a checkpoint exists, lets a run that `--force` replaces go. A file
     /// that cannot be written stops the run.
     fn after_epoch(
         &self,
         model: &LstmLanguageModel,
+        average: Option<(&LstmLanguageModel, f64)>,
         epoch: usize,
         store: &EventStoreClient,
         interrupter: &Interrupter,
@@ -342,7 +369,7 @@ impl RunStrategy {
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.options.run.metrics_path().display()));
         let saved = logged.and_then(|()| {
             let mut best = self.options.best.lock().expect("not poisoned");
-            best.after_epoch(model, row)
+            best.after_epoch(model, row, average)
         });
         let mut replacement = self.options.replacement.lock().expect("not poisoned");
         let settled = match replacement.as_mut() {
@@ -350,8 +377,7 @@ impl RunStrategy {
             _ => Ok(()),
         };
         if let Err(e) = saved.and(settled) {
-            let error = std::io::Error::other(format!("{e:#}"));
-            interrupter.fail(TrainingError::Checkpoint(CheckpointerError::IOError(error)));
+            interrupter.fail(checkpoint_failure(&e));
         }
     }
 }
@@ -398,6 +424,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
         let mut progress = Progress {
             step,
             started: Instant::now(),
+            average: options.average.clone(),
         };
         for epoch in first_epoch..=components.num_epochs {
             options.current_epoch.set(epoch);
@@ -426,15 +453,25 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             }
             let model = learner.model().valid();
             self.validate_split(&model, &valid, &mut processor, &interrupter, epoch);
+            let average = progress.average.model().map(|average| {
+                let loss = self.validation_loss(average, &valid, &interrupter);
+                if options.sample.print {
+                    println!("epoch {epoch}: the weight average's validation loss {loss:.4}");
+                }
+                (average, loss)
+            });
             interrupter.fail_on_error(processor.process_train(LearnerEvent::EndEpoch(epoch)));
             interrupter.fail_on_error(processor.flush());
             if interrupter.should_stop() {
                 break;
             }
             if let Some(checkpointer) = &mut checkpointer {
-                checkpointer.checkpoint(&learner, epoch, store);
+                match progress.average.save(&options.run.checkpoint_dir(), epoch) {
+                    Ok(()) => checkpointer.checkpoint(&learner, epoch, store),
+                    Err(e) => interrupter.fail(checkpoint_failure(&e)),
+                }
             }
-            self.after_epoch(&model, epoch, store, &interrupter);
+            self.after_epoch(&model, average, epoch, store, &interrupter);
             if end == SplitEnd::OutOfTime {
                 self.end_early(EarlyEnd::TimeLimit { epoch });
                 break;
@@ -444,7 +481,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             }
         }
         if options.interrupted.load(Ordering::SeqCst) {
-            steps.save(&learner, progress.step, store);
+            steps.save(&learner, &progress.average, progress.step, store);
         }
         (learner.model(), processor)
     }
