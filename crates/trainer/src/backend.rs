@@ -40,6 +40,9 @@ impl DeviceArgs {
                 "--backend remote: name the server with --remote ws://HOST:PORT (one started there with `trainer serve`)"
             ),
             (_, Some(url)) => bail!("--remote {url}: only with --backend remote"),
+            (_, None) if self.token_file.is_some() => {
+                bail!("--token-file: only with --backend remote")
+            }
             (kind, None) => kind.devices(count),
         }
     }

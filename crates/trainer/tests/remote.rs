@@ -170,6 +170,11 @@ fn a_wrong_token_or_no_server_is_one_line_before_anything_is_written() {
     assert!(err.contains("no `trainer serve` answers"), "{err}");
     let err = failure(&smoke_args(&run, &["--backend", "remote"]));
     assert!(err.contains("--remote ws://HOST:PORT"), "{err}");
+    let err = failure(&smoke_args(
+        &run,
+        &["--token-file", token.to_str().unwrap()],
+    ));
+    assert!(err.contains("only with --backend remote"), "{err}");
     assert!(!run.exists(), "nothing written without a server");
 
     let out = trainer(&["serve", "--port", "0"]);

@@ -1,10 +1,9 @@
 //! `trainer serve`: this machine's devices for `--backend remote` clients, through Burn's remote
 //! server over WebSocket.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::Result;
 
 use crate::cli::ServeArgs;
-use crate::remote::{self, TOKEN_VAR};
 
 /// Serves until Ctrl-C or SIGTERM; a port that cannot be bound, a missing token or a backend
 /// this build lacks is an error before anything is served.
@@ -12,7 +11,10 @@ use crate::remote::{self, TOKEN_VAR};
 pub fn serve(args: &ServeArgs) -> Result<()> {
     use std::io::Write;
 
+    use anyhow::{Context, anyhow};
     use burn::server::{RemoteServer, TokenAuthorizer, WebSocketTransport};
+
+    use crate::remote::{self, TOKEN_VAR};
 
     let token = remote::token(args.token_file.as_deref())?.ok_or_else(|| {
         anyhow!(

@@ -313,7 +313,10 @@ mod tests {
         (config.model.embedding_dim, config.model.hidden_dim) = (3, 4);
         let vocab = CharVocab::from_text("abc").unwrap();
         run.save_setup(&config, &vocab).unwrap();
-        let model = config.model_for(&vocab).unwrap().init(&Device::flex());
+        let model = {
+            let _rng = char_lstm_kernels::testing::device_rng();
+            config.model_for(&vocab).unwrap().init(&Device::flex())
+        };
         run.save_model(&model).unwrap();
         let weights = std::fs::read(run.model_path()).unwrap();
         (dir, run, weights)

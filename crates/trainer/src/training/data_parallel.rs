@@ -240,6 +240,7 @@ mod tests {
     /// device on the whole batch, in windows mode and with state carried in stream mode.
     #[test]
     fn two_devices_train_as_one_device_with_the_whole_batch() {
+        let _rng = char_lstm_kernels::testing::device_rng();
         let device = Device::flex().autodiff();
         let one = DataParallel::new(vec![device.clone()]);
         let two = DataParallel::new(vec![device.clone(), device]);

@@ -179,6 +179,7 @@ mod tests {
     /// checkpoint are kept.
     #[test]
     fn the_average_follows_the_warm_up_shares_and_survives_a_checkpoint() {
+        let _rng = char_lstm_kernels::testing::device_rng();
         let device = Device::flex();
         let base = LstmLanguageModelConfig::new(3)
             .with_embedding_dim(2)
