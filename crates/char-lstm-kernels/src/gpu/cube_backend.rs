@@ -53,11 +53,11 @@ impl RecurrenceKernels for CubeBackend {
             GpuRecurrence::PerStep => {
                 let rows = batch.min(MAX_ROWS);
                 let depth = staged_depth(&projected, rows, 4 * UNITS as usize, hidden);
+                let (count, dim) = per_step_shape(batch, hidden, rows);
                 for t in 0..steps {
-                    let (count, dim) = per_step_shape(batch, hidden, rows);
                     forward_step_kernel::launch(
                         &client,
-                        count,
+                        count.clone(),
                         dim,
                         projected.clone().into_tensor_arg(),
                         weight_t.clone().into_tensor_arg(),
@@ -116,11 +116,11 @@ impl RecurrenceKernels for CubeBackend {
             GpuRecurrence::PerStep => {
                 let rows = batch.min(MAX_ROWS);
                 let depth = staged_depth(&d_output, rows, UNITS as usize, 4 * hidden);
+                let (count, dim) = per_step_shape(batch, hidden, rows);
                 for t in (0..steps).rev() {
-                    let (count, dim) = per_step_shape(batch, hidden, rows);
                     backward_step_kernel::launch(
                         &client,
-                        count,
+                        count.clone(),
                         dim,
                         weight.clone().into_tensor_arg(),
                         gates.clone().into_tensor_arg(),
@@ -137,7 +137,6 @@ impl RecurrenceKernels for CubeBackend {
                         depth,
                     );
                 }
-                let (count, dim) = per_step_shape(batch, hidden, rows);
                 initial_hidden_gradient_kernel::launch(
                     &client,
                     count,

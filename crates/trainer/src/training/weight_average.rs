@@ -37,7 +37,7 @@ impl WeightAverage {
     }
 
     /// Whether averaging is on.
-    pub fn is_on(&self) -> bool {
+    fn is_on(&self) -> bool {
         self.decay > 0.0
     }
 
