@@ -285,6 +285,7 @@ mod tests {
     /// blocks, several row blocks and reductions longer than one staged slice.
     #[test]
     fn both_layouts_agree_in_outputs_activations_and_gradients() {
+        let _launches = crate::testing::gpu_launches();
         let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
         for dims @ [batch, steps, hidden] in [[1, 4, 5], [33, 3, 40], [3, 2, 70]] {
             let random =

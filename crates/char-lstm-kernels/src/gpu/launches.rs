@@ -36,6 +36,7 @@ mod tests {
     /// off in the test build) and none on flex.
     #[test]
     fn counts_the_launches_of_wgpu_work_and_none_on_flex() {
+        let _launches = crate::testing::gpu_launches();
         let work = |device: &Device| {
             let x = Tensor::<1>::ones([64], device);
             let y = (x.clone() + x).exp();
