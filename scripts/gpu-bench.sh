@@ -4,7 +4,8 @@
 # and times, beside PyTorch with cuDNN in the same script (scripts/gpu_pytorch_speed.py): the
 # cost of a kernel launch, one layer's recurrence alone (forward and backward; our per-step
 # kernels and the earlier per-row ones), the training step of the default model size on
-# tiny-shakespeare at batch 32 and 128, and sampling of 1 and 32 streams.
+# tiny-shakespeare at batch 32 and 128 (and one step with each kernel timed alone: the kernels
+# that take the most time, with their launches), and sampling of 1 and 32 streams.
 #
 # Prepared on the CPU machine (the stripped binary is over the device tool's carry limit, so it
 # travels compressed):
@@ -54,7 +55,16 @@ for batch in ${BATCHES:-32 128}; do
   for layout in per-step per-row; do
     CHAR_LSTM_GPU_RECURRENCE=$layout "$bin" bench --backend wgpu --config "${CONFIG:-configs/default.toml}" \
       --set "data.path=\"$text\"" --set training.batch_size="$batch" \
-      --warmup "${WARMUP:-5}" --steps "$steps" --sample-length "$length"
+      --warmup "${WARMUP:-5}" --steps "$steps" --sample-length "$length" | tee "$run.bench.json"
+    python3 - "$run.bench.json" <<'PY'
+import json, sys
+kernels = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["train_step_kernels"] or []
+total, launches = sum(k["ms"] for k in kernels), sum(k["launches"] for k in kernels)
+print(f"one training step, each kernel timed alone: {total:.2f} ms in {launches} launches; the longest:")
+for k in kernels[:15]:
+    timed = "" if k["device_timed"] else " (host-timed)"
+    print(f"  {k['ms']:10.3f} ms {k['launches']:5d} x {k['kernel']}{timed}")
+PY
   done
   python3 scripts/gpu_pytorch_speed.py "$text" --batch "$batch" --steps "$steps" --sample-length "$length"
 done

@@ -26,7 +26,7 @@ pub use cpu::dropout::fused_dropout;
 pub use cpu::grad_norm::fused_sum_of_squares;
 pub use cpu::projection::{WeightLayout, fused_linear, fused_projection};
 #[cfg(feature = "gpu")]
-pub use gpu::launches::count_launches;
+pub use gpu::launches::{KernelTime, count_launches, time_launches};
 #[cfg(feature = "gpu")]
 pub use gpu::layout::{GPU_RECURRENCE_ENV, GpuRecurrence, UnknownGpuRecurrence};
 

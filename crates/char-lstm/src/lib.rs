@@ -28,12 +28,12 @@ pub use text::generation::{
 pub use text::sampling::{Sampler, SamplingConfig, SamplingError};
 pub use text::vocab::{CharVocab, VocabError};
 
-/// Counts the GPU kernels some work launches (with the `gpu` feature).
-#[cfg(feature = "gpu")]
-pub use char_lstm_kernels::count_launches;
 /// The fast kernels' instruction-set paths (with the `kernels` feature).
 #[cfg(feature = "kernels")]
 pub use char_lstm_kernels::simd;
 /// The layout of the GPU recurrence kernels (with the `gpu` feature).
 #[cfg(feature = "gpu")]
 pub use char_lstm_kernels::{GPU_RECURRENCE_ENV, GpuRecurrence, UnknownGpuRecurrence};
+/// Counts and times the GPU kernels some work launches (with the `gpu` feature).
+#[cfg(feature = "gpu")]
+pub use char_lstm_kernels::{KernelTime, count_launches, time_launches};

@@ -90,6 +90,12 @@ impl BackendKind {
         matches!(self, BackendKind::Wgpu | BackendKind::Cuda)
     }
 
+    /// Whether reading a value back waits for the work queued on a device (a GPU, or a
+    /// server's device over the network), where on the CPU backends it waits for nothing.
+    pub fn reads_wait(self) -> bool {
+        !matches!(self, BackendKind::Flex | BackendKind::Ndarray)
+    }
+
     /// This machine's device of this backend, without autodiff.
     ///
     /// Asking for a backend that this build lacks, or that the machine cannot run, is an

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{metrics, success, train_smoke, vocab};
+use common::{metrics, smoke_args, success, train_smoke, trainer, vocab};
 
 #[test]
 fn wgpu_trains_and_generates_a_tiny_model() {
@@ -41,9 +41,50 @@ fn wgpu_trains_and_generates_a_tiny_model() {
     assert_eq!(text.chars().count(), "The ".len() + 50);
 }
 
+/// On a GPU the loop reads the losses of many steps at once, not one per step (each read waits
+/// for the device): a run that diverges still stops with the step named and keeps no weights,
+/// the losses still unread being read before the epoch would be validated and checkpointed.
+#[test]
+fn a_diverging_loss_on_wgpu_stops_the_run_without_keeping_its_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("diverging");
+    let out = trainer(&smoke_args(
+        &run,
+        &[
+            "--backend",
+            "wgpu",
+            "--set",
+            "model.hidden_dim=32",
+            "--set",
+            "training.learning_rate=1e38",
+            "--set",
+            "training.grad_clip_norm=0",
+        ],
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Mesa's lavapipe complains on stderr where no XDG_RUNTIME_DIR is set (CI); ours is one line.
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.contains("XDG_RUNTIME_DIR"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{stderr}");
+    assert!(
+        ours[0].contains("loss became") && ours[0].contains("at step"),
+        "{stderr}"
+    );
+    assert!(!run.join("model.bpk").exists(), "no weights kept");
+    let checkpoints = std::fs::read_dir(run.join("checkpoint")).map_or(0, |dir| dir.count());
+    assert_eq!(
+        checkpoints, 0,
+        "no checkpoint of weights trained on a NaN loss"
+    );
+}
+
 /// `bench --backend wgpu` counts a training step's kernel launches: the recurrence kernels
 /// (one per step and direction) launch far fewer than the composed ops' several per time step,
-/// and the CPU backend none; it names the kernels' layout and times a launch.
+/// and the CPU backend none; it names the kernels' layout, times a launch and each kernel of a
+/// step.
 #[test]
 fn wgpu_bench_counts_the_launches_of_a_training_step() {
     let launches = |backend: &str, lstm: &str| {
@@ -71,6 +112,28 @@ fn wgpu_bench_counts_the_launches_of_a_training_step() {
                 report["launch_overhead_us"].as_f64() > Some(0.0),
                 "{report}"
             );
+            // The step timed kernel by kernel launches what the counted step launches.
+            let kernels = report["train_step_kernels"]
+                .as_array()
+                .expect("timed kernels");
+            let launched: u64 = kernels
+                .iter()
+                .map(|k| k["launches"].as_u64().unwrap())
+                .sum();
+            assert_eq!(Some(launched), report["train_step_launches"].as_u64());
+            assert!(
+                kernels.iter().all(|k| k["ms"].as_f64() > Some(0.0)),
+                "{report}"
+            );
+            let named = |name: &str| kernels.iter().any(|k| k["kernel"] == name);
+            if lstm == "fused" {
+                assert!(
+                    named("ForwardStepKernel") && named("BackwardStepKernel"),
+                    "{report}"
+                );
+            }
+        } else {
+            assert!(report["train_step_kernels"].is_null(), "{report}");
         }
         report["train_step_launches"].as_u64()
     };

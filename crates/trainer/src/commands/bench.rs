@@ -64,6 +64,9 @@ struct BenchReport {
     /// GPU kernels launched by one training step (after the timed ones), on the CubeCL
     /// backends; none on the CPU backends.
     train_step_launches: Option<usize>,
+    /// On the CubeCL backends: one more training step with each kernel timed alone (the
+    /// step waits for every kernel), by kernel, the longest first.
+    train_step_kernels: Option<Vec<KernelReport>>,
     /// One layer's recurrence alone over one batch (`[batch_size, seq_len, hidden_dim]`).
     recurrence: RecurrenceTimes,
     /// On the CubeCL backends: wall time per kernel launched by 1,000 one-element additions
@@ -106,7 +109,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let _ = output.item.loss.into_scalar::<f32>();
     };
     let step_time = median_step_time(args, &mut train_step);
-    let train_step_launches = launches(args, train_step);
+    let train_step_launches = launches(args, &mut train_step);
+    let train_step_kernels = kernel_times(args, train_step);
     let peak_rss_bytes = peak_rss_bytes();
     let recurrence = time_recurrence(
         args,
@@ -160,6 +164,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         nn_lstm_train_chars_per_s: nn_lstm_step_time
             .map(|t| round(chars_per_step / t.as_secs_f64(), 0)),
         train_step_launches,
+        train_step_kernels,
         recurrence,
         launch_overhead_us,
     };
@@ -181,6 +186,44 @@ fn launches(args: &BenchArgs, step: impl FnOnce()) -> Option<usize> {
     }
     #[cfg(feature = "wgpu")]
     return Some(char_lstm::count_launches(step).1);
+    #[cfg(not(feature = "wgpu"))]
+    {
+        drop(step);
+        None
+    }
+}
+
+/// One kernel's launches in a training step and their time.
+#[derive(Debug, Serialize)]
+struct KernelReport {
+    /// The kernel, as CubeCL names it.
+    kernel: String,
+    /// Its launches in the step.
+    launches: usize,
+    /// Their time together, in milliseconds.
+    ms: f64,
+    /// Timed on the device (false: the host's wall time around each launch).
+    device_timed: bool,
+}
+
+/// Each kernel `step` launches, timed alone, on the backends that launch them.
+fn kernel_times(args: &BenchArgs, step: impl FnOnce()) -> Option<Vec<KernelReport>> {
+    if !args.device.backend.is_gpu() {
+        return None;
+    }
+    #[cfg(feature = "wgpu")]
+    return Some(
+        char_lstm::time_launches(step)
+            .1
+            .into_iter()
+            .map(|k| KernelReport {
+                kernel: k.kernel,
+                launches: k.launches,
+                ms: round(k.total.as_secs_f64() * 1e3, 3),
+                device_timed: k.device_timed,
+            })
+            .collect(),
+    );
     #[cfg(not(feature = "wgpu"))]
     {
         drop(step);

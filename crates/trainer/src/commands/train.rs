@@ -32,6 +32,7 @@ use crate::training::checkpointer::AtomicCheckpointer;
 use crate::training::data_parallel::DataParallel;
 use crate::training::step_checkpoints::{self, Position};
 use crate::training::strategy::{EarlyEnd, EpochSample, RunOptions, RunStrategy, StepPlan};
+use crate::training::unchecked_losses::{DEVICE_CHECK_EVERY, NonFinite};
 use crate::training::weight_average::WeightAverage;
 use crate::ui::dashboard_sample::{LatestSample, SampleMetric};
 use crate::ui::progress::{CurrentEpoch, PlainProgress};
@@ -106,6 +107,8 @@ struct Prepared {
     resume: bool,
     /// The devices to train on, with autodiff; the model lives on the first.
     devices: Vec<Device>,
+    /// Steps whose losses the loop reads at once.
+    loss_check_every: usize,
     prompt: Vec<u32>,
     train_windows: TextWindows,
     valid_windows: TextWindows,
@@ -198,6 +201,10 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         vocab,
         resume: args.resume,
         devices,
+        loss_check_every: match args.device.backend.reads_wait() {
+            true => DEVICE_CHECK_EVERY,
+            false => 1,
+        },
         prompt,
         train_windows,
         valid_windows,
@@ -320,6 +327,7 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
             time_limit: config.time_limit()?,
             stream,
             grad_clip_norm: (t.grad_clip_norm > 0.0).then_some(t.grad_clip_norm),
+            loss_check_every: prepared.loss_check_every,
             sample,
             order,
             steps: StepPlan {
@@ -464,7 +472,7 @@ fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
         bail!("training failed: {error}; {}", good());
     }
     match &outcome.early_end {
-        Some(EarlyEnd::NonFiniteLoss { epoch, step, loss }) => bail!(
+        Some(EarlyEnd::NonFiniteLoss(NonFinite { epoch, step, loss })) => bail!(
             "training stopped: the loss became {loss} at step {step} (epoch {epoch}), so those weights were not kept; {} (a lower training.learning_rate or training.grad_clip_norm may help)",
             good()
         ),

@@ -5,4 +5,5 @@ pub mod checkpointer;
 pub mod data_parallel;
 pub mod step_checkpoints;
 pub mod strategy;
+pub mod unchecked_losses;
 pub mod weight_average;

@@ -83,9 +83,14 @@ impl StepCheckpoints {
         step: usize,
         store: &EventStoreClient,
     ) {
-        if self.every > 0 && step.is_multiple_of(self.every) {
+        if self.due(step) {
             self.save(learner, average, step, store);
         }
+    }
+
+    /// Whether a checkpoint is saved after step `step`.
+    pub fn due(&self, step: usize) -> bool {
+        self.every > 0 && step.is_multiple_of(self.every)
     }
 
     /// Saves the state after `step` steps, unless it is saved already. The average goes

@@ -1,8 +1,9 @@
 //! The training loop: burn-train's epochs, on one device or data-parallel on several, with what
 //! long runs need on top.
 //!
-//! Per step it checks the loss is finite (a NaN or infinite loss stops the run before the
-//! optimizer applies it, so no checkpoint ever holds such weights) and the wall-time limit
+//! It checks the losses are finite (a NaN or infinite loss stops the run before any checkpoint
+//! holds weights trained on it: every step on the CPU, before applying it; every few steps on
+//! a GPU, see [`UncheckedLosses`]) and the wall-time limit
 //! (`training.time_limit`: the epoch ends early, is validated and checkpointed). After every
 //! epoch it samples from the model into `samples.txt` and onto the dashboard. In stream mode it carries the LSTM
 //! state from batch to batch, detached, and resets it every epoch. It saves step checkpoints
@@ -33,6 +34,7 @@ use crate::training::best_weights::BestWeights;
 use crate::training::checkpointer::checkpoint_failure;
 use crate::training::data_parallel::DataParallel;
 use crate::training::step_checkpoints::{Position, StepCheckpoints};
+use crate::training::unchecked_losses::{NonFinite, UncheckedLosses};
 use crate::training::weight_average::WeightAverage;
 use crate::ui::dashboard_sample::LatestSample;
 use crate::ui::progress::CurrentEpoch;
@@ -42,12 +44,8 @@ use crate::ui::progress::CurrentEpoch;
 pub enum EarlyEnd {
     /// `training.time_limit` was reached during this epoch.
     TimeLimit { epoch: usize },
-    /// The loss of this step (counted from the start of the run) was not finite.
-    NonFiniteLoss {
-        epoch: usize,
-        step: usize,
-        loss: f64,
-    },
+    /// The loss of a step was not finite.
+    NonFiniteLoss(NonFinite),
 }
 
 /// The sample drawn after every epoch.
@@ -90,6 +88,9 @@ pub struct RunOptions {
     pub stream: bool,
     /// `training.grad_clip_norm`, when clipping is on.
     pub grad_clip_norm: Option<f64>,
+    /// Steps whose losses are read at once (see [`UncheckedLosses`]): 1 where reading a value
+    /// waits for nothing.
+    pub loss_check_every: usize,
     /// The sample after every epoch.
     pub sample: EpochSample,
     /// Selects each epoch's order of the training windows (windows mode).
@@ -219,6 +220,8 @@ struct Progress {
     started: Instant,
     /// The weight average, updated after every step.
     average: WeightAverage,
+    /// The losses of the steps since they were last read.
+    losses: UncheckedLosses,
 }
 
 impl RunStrategy {
@@ -257,10 +260,12 @@ impl RunStrategy {
             if options.stream {
                 carried = Some(last);
             }
-            let loss = output.item.loss.clone().into_scalar::<f64>();
-            if !loss.is_finite() {
-                self.end_early(EarlyEnd::NonFiniteLoss { epoch, step, loss });
-                interrupter.stop(Some("non-finite loss"));
+            progress.losses.push(output.item.loss.clone(), epoch, step);
+            // Read before a step checkpoint too, which must not hold the weights of a
+            // non-finite loss.
+            if (progress.losses.due() || steps.due(step))
+                && !self.losses_finite(&mut progress.losses, interrupter)
+            {
                 return SplitEnd::Stopped;
             }
             let grads = match options.grad_clip_norm {
@@ -279,16 +284,43 @@ impl RunStrategy {
             );
             interrupter.fail_on_error(processor.process_train(LearnerEvent::ProcessedItem(item)));
             if interrupter.should_stop() {
+                self.losses_finite(&mut progress.losses, interrupter);
                 return SplitEnd::Stopped;
             }
             if options
                 .time_limit
                 .is_some_and(|limit| progress.started.elapsed() >= limit)
             {
-                return SplitEnd::OutOfTime;
+                return self.checked(SplitEnd::OutOfTime, progress, interrupter);
             }
         }
-        SplitEnd::Done
+        self.checked(SplitEnd::Done, progress, interrupter)
+    }
+
+    /// `end`, unless a loss still unread is not finite (the epoch must not be validated and
+    /// checkpointed then).
+    fn checked(
+        &self,
+        end: SplitEnd,
+        progress: &mut Progress,
+        interrupter: &Interrupter,
+    ) -> SplitEnd {
+        if self.losses_finite(&mut progress.losses, interrupter) {
+            end
+        } else {
+            SplitEnd::Stopped
+        }
+    }
+
+    /// Reads the losses not yet read; a non-finite one ends the run (before the optimizer
+    /// applies any later step's gradients to anything kept).
+    fn losses_finite(&self, losses: &mut UncheckedLosses, interrupter: &Interrupter) -> bool {
+        let Some(bad) = losses.check() else {
+            return true;
+        };
+        self.end_early(EarlyEnd::NonFiniteLoss(bad));
+        interrupter.stop(Some("non-finite loss"));
+        false
     }
 
     /// Samples from the model, then runs the validation batches.
@@ -425,6 +457,7 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
             step,
             started: Instant::now(),
             average: options.average.clone(),
+            losses: UncheckedLosses::new(options.loss_check_every),
         };
         for epoch in first_epoch..=components.num_epochs {
             options.current_epoch.set(epoch);
@@ -480,7 +513,11 @@ impl SupervisedLearningStrategy<LstmLanguageModel> for RunStrategy {
                 break;
             }
         }
-        if options.interrupted.load(Ordering::SeqCst) {
+        let non_finite = matches!(
+            *self.early_end.lock().expect("not poisoned"),
+            Some(EarlyEnd::NonFiniteLoss(_))
+        );
+        if options.interrupted.load(Ordering::SeqCst) && !non_finite {
             steps.save(&learner, &progress.average, progress.step, store);
         }
         (learner.model(), processor)
