@@ -5,7 +5,9 @@
 //! values in the same pass, split over the cores, in place (the moments always, the parameter
 //! where nothing else holds it), so a step allocates nothing for them. It computes what Burn's
 //! does, operation for operation, and keeps its state as Burn's `AdamState`, so checkpoints
-//! written with either load in the other. On other backends it is Burn's `Adam`.
+//! written with either load in the other. On Burn's CubeCL backend (a GPU, with the `gpu`
+//! feature) each parameter's step is one kernel (`gpu/adam.rs`); on other backends it is Burn's
+//! `Adam`.
 //!
 //! With `weight_decay` it is AdamW (Loshchilov and Hutter; PyTorch's `AdamW`): every parameter
 //! is first scaled by `1 - lr * weight_decay`, then takes Adam's step. The decay is decoupled
@@ -84,6 +86,10 @@ impl Optimizer for FusedAdam {
             let (tensor, state) = self.fused_step(lr, tensor, grad, state);
             return (tensor, Some(state));
         }
+        #[cfg(feature = "gpu")]
+        if let Some((tensor, state)) = self.gpu_step(lr, &tensor, &grad, state.as_ref()) {
+            return (tensor, Some(state));
+        }
         if self.weight_decay == 0.0 {
             self.composed.step(lr, tensor, grad, state)
         } else {
@@ -101,6 +107,46 @@ impl FusedAdam {
     /// What each parameter is scaled by before the step.
     fn decay(&self, lr: LearningRate) -> f32 {
         1.0 - lr as f32 * self.weight_decay
+    }
+
+    /// The constants of step `time` (from 1) at rate `lr`, as Burn's Adam computes them, so
+    /// the results match it bit for bit.
+    fn constants(&self, lr: LearningRate, time: usize) -> StepConstants {
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        let bias_correction2_sqrt = (1.0 - b2.powi(time as i32)).sqrt();
+        StepConstants {
+            beta_1: b1,
+            beta_2: b2,
+            combined_factor: bias_correction2_sqrt / (1.0 - b1.powi(time as i32)),
+            epsilon: self.epsilon * bias_correction2_sqrt,
+            decay: self.decay(lr),
+            lr: lr as f32,
+            first: time == 1,
+        }
+    }
+
+    /// The step as one kernel per parameter on Burn's CubeCL backend (a GPU), where every
+    /// tensor lives there; `None` elsewhere.
+    #[cfg(feature = "gpu")]
+    fn gpu_step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: &Tensor<D>,
+        grad: &Tensor<D>,
+        state: Option<&AdamState<D>>,
+    ) -> Option<(Tensor<D>, AdamState<D>)> {
+        let momentum = state.map(|s| &s.momentum);
+        if momentum.is_some_and(|m| m.max_moment_2.is_some()) {
+            return None;
+        }
+        let time = momentum.map_or(0, |m| m.time) + 1;
+        let moments = momentum.map(|m| (m.moment_1.clone(), m.moment_2.clone()));
+        let constants = self.constants(lr, time);
+        let [param, m, v] = crate::gpu::adam::step(constants, tensor, grad, moments)?;
+        Some((
+            param,
+            AdamState::new(AdaptiveMomentumState::new(time, m, v)),
+        ))
     }
 
     /// The step on flex tensors ([`fusable`]), one pass over the values: the moments are
@@ -137,18 +183,7 @@ impl FusedAdam {
                 (zeros(), zeros())
             }
         };
-        let (b1, b2) = (self.beta_1, self.beta_2);
-        // Burn's expressions and their order, so the results match it bit for bit.
-        let bias_correction2_sqrt = (1.0 - b2.powi(time as i32)).sqrt();
-        let constants = StepConstants {
-            beta_1: b1,
-            beta_2: b2,
-            combined_factor: bias_correction2_sqrt / (1.0 - b1.powi(time as i32)),
-            epsilon: self.epsilon * bias_correction2_sqrt,
-            decay: self.decay(lr),
-            lr: lr as f32,
-            first: time == 1,
-        };
+        let constants = self.constants(lr, time);
         const CHUNK: usize = 1 << 14;
         let moments = storage(&mut m)
             .par_chunks_mut(CHUNK)
@@ -181,19 +216,19 @@ impl FusedAdam {
 }
 
 /// What one step of Adam computes each value's update from.
-#[derive(Clone, Copy)]
-struct StepConstants {
-    beta_1: f32,
-    beta_2: f32,
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepConstants {
+    pub(crate) beta_1: f32,
+    pub(crate) beta_2: f32,
     /// `sqrt(1 - beta_2^t) / (1 - beta_1^t)`.
-    combined_factor: f32,
+    pub(crate) combined_factor: f32,
     /// `epsilon * sqrt(1 - beta_2^t)`.
-    epsilon: f32,
+    pub(crate) epsilon: f32,
     /// The weight decay's factor, 1 without decay.
-    decay: f32,
-    lr: f32,
+    pub(crate) decay: f32,
+    pub(crate) lr: f32,
     /// The first step, from zero moments.
-    first: bool,
+    pub(crate) first: bool,
 }
 
 impl StepConstants {
@@ -288,21 +323,22 @@ mod tests {
     use burn::optim::{AdamWConfig, GradientsParams};
     use burn::tensor::Distribution;
 
-    /// The weights of a `Linear` after each of four steps of `ours` and of `theirs` from the
-    /// same start and inputs, on `device`; the rate grows from 0.01 to 0.04.
+    /// The weights of a `[inputs, outputs]` `Linear` after each of four steps of `ours` and of
+    /// `theirs` from the same start and inputs, on `device`; the rate grows from 0.01 to 0.04.
     fn weights_per_step(
         device: Device,
         seed: u64,
+        [inputs, outputs]: [usize; 2],
         mut ours: ModuleOptimizer,
         mut theirs: ModuleOptimizer,
     ) -> Vec<(Vec<f32>, Vec<f32>)> {
         device.seed(seed);
         let ad = device.autodiff();
-        let start: Linear = LinearConfig::new(37, 19).init(&ad);
+        let start: Linear = LinearConfig::new(inputs, outputs).init(&ad);
         let (mut a, mut b) = (start.clone(), start);
         (1..=4)
             .map(|step| {
-                let input = Tensor::<2>::random([5, 37], Distribution::Uniform(-1.0, 1.0), &ad);
+                let input = Tensor::<2>::random([5, inputs], Distribution::Uniform(-1.0, 1.0), &ad);
                 let grads_of = |model: &Linear| {
                     let loss = model.forward(input.clone()).powf_scalar(2.0).sum();
                     GradientsParams::from_grads(loss.backward(), model)
@@ -331,9 +367,10 @@ mod tests {
         let _rng = crate::testing::device_rng();
         let config = FusedAdamConfig::new();
         let burn = AdamConfig::new().with_epsilon(config.epsilon).init();
-        for (step, (ours, theirs)) in weights_per_step(Device::flex(), 3, config.init(), burn)
-            .into_iter()
-            .enumerate()
+        for (step, (ours, theirs)) in
+            weights_per_step(Device::flex(), 3, [37, 19], config.init(), burn)
+                .into_iter()
+                .enumerate()
         {
             assert_eq!(ours, theirs, "step {step}");
         }
@@ -353,7 +390,7 @@ mod tests {
                 .with_weight_decay(config.weight_decay)
                 .init();
             let name = format!("{device:?}");
-            for (step, (ours, theirs)) in weights_per_step(device, 5, config.init(), burn)
+            for (step, (ours, theirs)) in weights_per_step(device, 5, [37, 19], config.init(), burn)
                 .into_iter()
                 .enumerate()
             {
@@ -365,6 +402,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// On wgpu each parameter's step is one kernel, and a few steps of it agree with Burn's
+    /// `Adam` and `AdamW` run there as composed ops, to float rounding; also for a weight of
+    /// more values than the grid has threads (several values per thread).
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn on_wgpu_each_parameter_is_one_kernel_and_matches_burn_adam() {
+        let _launches = crate::testing::gpu_launches();
+        let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+        for (decay, dims) in [(0.0, [37, 19]), (0.5, [37, 19]), (0.5, [640, 500])] {
+            let config = FusedAdamConfig::new().with_weight_decay(decay);
+            let burn = AdamWConfig::new()
+                .with_epsilon(config.epsilon)
+                .with_weight_decay(decay)
+                .init();
+            let steps = weights_per_step(device.clone(), 7, dims, config.init(), burn);
+            for (step, (ours, theirs)) in steps.into_iter().enumerate() {
+                for (a, b) in ours.into_iter().zip(theirs) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                        "decay {decay} step {step}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+        let ad = device.autodiff();
+        let model: Linear = LinearConfig::new(37, 19).init(&ad);
+        let loss = model.forward(Tensor::<2>::ones([2, 37], &ad)).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        // Read first: under Burn's fusion the gradients' kernels launch only when read.
+        let _ = grads.get::<2>(model.weight.id).unwrap().into_data();
+        let _ = grads
+            .get::<1>(model.bias.as_ref().unwrap().id)
+            .unwrap()
+            .into_data();
+        let mut optim = FusedAdamConfig::new().init();
+        let (_, launched) = crate::count_launches(|| weights(&optim.step(1e-2, model, grads)));
+        assert_eq!(launched, 2, "one kernel for the weight, one for the bias");
     }
 
     /// Where the gradient is zero Adam's step is zero, so only the decay moves a weight:

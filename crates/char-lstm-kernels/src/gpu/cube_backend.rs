@@ -1,6 +1,6 @@
-//! The recurrence's kernels launched on Burn's CubeCL backend, in either [`GpuRecurrence`]
-//! layout. Both save the same activations, so a forward in one layout and a backward in the
-//! other agree.
+//! Our kernels launched on Burn's CubeCL backend: the recurrence's, in either
+//! [`GpuRecurrence`] layout (Adam's launch is in `adam.rs`). Both layouts save the same
+//! activations, so a forward in one and a backward in the other agree.
 
 use burn::backend::ops::FloatTensorOps;
 use burn::tensor::{DType, Shape};
@@ -10,7 +10,8 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeDevice};
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use crate::gpu::fusion::RecurrenceKernels;
+use crate::cpu::adam::StepConstants;
+use crate::gpu::fusion::CubeKernels;
 use crate::gpu::kernels::{
     UNITS, backward_kernel, backward_step_kernel, forward_kernel, forward_step_kernel,
     initial_hidden_gradient_kernel,
@@ -27,9 +28,19 @@ const MAX_ROWS: usize = 32;
 /// shared memory is smaller.
 const MAX_DEPTH: usize = 128;
 
-impl RecurrenceKernels for CubeBackend {
+impl CubeKernels for CubeBackend {
     fn max_shared_memory(device: &CubeDevice) -> usize {
         device.client().properties().hardware.max_shared_memory_size
+    }
+
+    fn adam_step(
+        constants: StepConstants,
+        param: CubeTensor,
+        grad: CubeTensor,
+        moment_1: CubeTensor,
+        moment_2: CubeTensor,
+    ) -> [CubeTensor; 3] {
+        crate::gpu::adam::launch(constants, param, grad, moment_1, moment_2)
     }
 
     fn recurrence_forward(

@@ -1,6 +1,6 @@
-//! The backends the recurrence's kernels run on: Burn's CubeCL backend (launched in
-//! `cube_backend.rs`), and Burn's fusion over it, where they are opaque custom ops in the fused
-//! stream.
+//! The backends our GPU kernels (the recurrence, Adam) run on: Burn's CubeCL backend (launched
+//! in `cube_backend.rs` and `adam.rs`), and Burn's fusion over it, where they are opaque custom
+//! ops in the fused stream.
 
 use std::marker::PhantomData;
 
@@ -12,11 +12,11 @@ use burn_fusion::custom::{
 };
 use burn_fusion::{ExecutionError, Fusion, FusionBackend, FusionRuntime};
 
+use crate::cpu::adam::StepConstants;
 use crate::gpu::layout::GpuRecurrence;
 
-/// A backend the recurrence runs on as kernels: Burn's CubeCL backend, and Burn's fusion over
-/// it.
-pub(crate) trait RecurrenceKernels: Backend {
+/// A backend our kernels run on: Burn's CubeCL backend, and Burn's fusion over it.
+pub(crate) trait CubeKernels: Backend {
     /// Bytes of shared memory one cube may use on `device`.
     fn max_shared_memory(device: &Self::Device) -> usize;
 
@@ -40,13 +40,32 @@ pub(crate) trait RecurrenceKernels: Backend {
         c0: FloatTensor<Self>,
         d_output: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3];
+
+    /// One Adam step of a flat parameter: `[parameter, moment_1, moment_2]` after it, from the
+    /// parameter, its gradient and the moments before it (not read at the first step).
+    fn adam_step(
+        constants: StepConstants,
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3];
 }
 
-/// The ids of the two custom ops in a fused stream.
+/// The ids of the custom ops in a fused stream.
 const FORWARD: &str = "lstm::recurrence_forward";
 const BACKWARD: &str = "lstm::recurrence_backward";
+const ADAM: &str = "lstm::adam_step";
 
-impl<B: FusionBackend + RecurrenceKernels> RecurrenceKernels for Fusion<B> {
+/// What a custom op launches, with the settings its kernels take.
+#[derive(Debug, Clone, Copy)]
+enum Launch {
+    Forward(GpuRecurrence),
+    Backward(GpuRecurrence),
+    Adam(StepConstants),
+}
+
+impl<B: FusionBackend + CubeKernels> CubeKernels for Fusion<B> {
     fn max_shared_memory(device: &Self::Device) -> usize {
         B::max_shared_memory(device)
     }
@@ -65,7 +84,12 @@ impl<B: FusionBackend + RecurrenceKernels> RecurrenceKernels for Fusion<B> {
             Shape::new([batch, steps, gates]),
             Shape::new([batch, steps, hidden]),
         ];
-        register::<B, 4>(FORWARD, layout, [projected, weight_hh, h0, c0], outputs)
+        register::<B, 4>(
+            FORWARD,
+            Launch::Forward(layout),
+            [projected, weight_hh, h0, c0],
+            outputs,
+        )
     }
 
     fn recurrence_backward(
@@ -85,18 +109,34 @@ impl<B: FusionBackend + RecurrenceKernels> RecurrenceKernels for Fusion<B> {
         ];
         register::<B, 5>(
             BACKWARD,
-            layout,
+            Launch::Backward(layout),
             [weight_hh, gates, cells, c0, d_output],
             outputs,
+        )
+    }
+
+    fn adam_step(
+        constants: StepConstants,
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        let shape = param.shape.clone();
+        register::<B, 4>(
+            ADAM,
+            Launch::Adam(constants),
+            [param, grad, moment_1, moment_2],
+            [shape.clone(), shape.clone(), shape],
         )
     }
 }
 
 /// Queues the custom op `id` with these inputs and outputs of these shapes (all `f32`) in the
 /// fused stream.
-fn register<B: FusionBackend + RecurrenceKernels, const N: usize>(
+fn register<B: FusionBackend + CubeKernels, const N: usize>(
     id: &'static str,
-    layout: GpuRecurrence,
+    launch: Launch,
     inputs: [FloatTensor<Fusion<B>>; N],
     outputs: [Shape; 3],
 ) -> [FloatTensor<Fusion<B>>; 3] {
@@ -106,7 +146,7 @@ fn register<B: FusionBackend + RecurrenceKernels, const N: usize>(
     let desc = CustomOpIr::new(id, &inputs.map(|t| t.into_ir()), &outputs);
     let op = KernelOp::<B> {
         desc: desc.clone(),
-        layout,
+        launch,
         backend: PhantomData,
     };
     client
@@ -119,11 +159,11 @@ fn register<B: FusionBackend + RecurrenceKernels, const N: usize>(
 #[derive(Debug)]
 struct KernelOp<B> {
     desc: CustomOpIr,
-    layout: GpuRecurrence,
+    launch: Launch,
     backend: PhantomData<fn() -> B>,
 }
 
-impl<B: FusionBackend + RecurrenceKernels> Operation<B::FusionRuntime> for KernelOp<B> {
+impl<B: FusionBackend + CubeKernels> Operation<B::FusionRuntime> for KernelOp<B> {
     fn execute(
         &self,
         handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
@@ -134,10 +174,14 @@ impl<B: FusionBackend + RecurrenceKernels> Operation<B::FusionRuntime> for Kerne
             .iter()
             .map(|ir| handles.get_float_tensor::<B>(ir));
         let mut next = || inputs.next().expect("as many inputs as registered");
-        let results = match self.desc.id.as_str() {
-            FORWARD => B::recurrence_forward(self.layout, next(), next(), next(), next()),
-            BACKWARD => B::recurrence_backward(self.layout, next(), next(), next(), next(), next()),
-            id => unreachable!("no recurrence op {id}"),
+        let results = match self.launch {
+            Launch::Forward(layout) => {
+                B::recurrence_forward(layout, next(), next(), next(), next())
+            }
+            Launch::Backward(layout) => {
+                B::recurrence_backward(layout, next(), next(), next(), next(), next())
+            }
+            Launch::Adam(constants) => B::adam_step(constants, next(), next(), next(), next()),
         };
         for (ir, tensor) in self.desc.outputs.iter().zip(results) {
             handles.register_float_tensor::<B>(&ir.id, tensor);

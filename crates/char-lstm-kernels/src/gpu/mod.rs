@@ -1,5 +1,6 @@
 //! The GPU kernels, on Burn's CubeCL backend (wgpu; cuda where built).
 
+pub(crate) mod adam;
 mod cube_backend;
 mod fusion;
 mod kernels;

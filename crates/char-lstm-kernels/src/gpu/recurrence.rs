@@ -16,7 +16,7 @@ use burn::tensor::{DType, Shape, Tensor};
 use burn_cubecl::Cube;
 
 use crate::custom_op::{self, CustomOp, op_backend};
-use crate::gpu::fusion::RecurrenceKernels;
+use crate::gpu::fusion::CubeKernels;
 use crate::gpu::layout::GpuRecurrence;
 
 op_backend!(Cube);
