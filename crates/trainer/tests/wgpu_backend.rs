@@ -25,20 +25,25 @@ fn wgpu_trains_and_generates_a_tiny_model() {
     assert_eq!(rows.len(), 3);
     assert!(rows[2].1 < rows[0].1, "loss falls on wgpu: {rows:?}");
     let chars = vocab(&run);
-    let out = success(&[
-        "generate",
-        "--backend",
-        "wgpu",
-        "--run",
-        run_arg,
-        "--length",
-        "50",
-        "--seed",
-        "1",
-    ]);
+    let generate = |backend: &str| {
+        success(&[
+            "generate",
+            "--backend",
+            backend,
+            "--run",
+            run_arg,
+            "--length",
+            "50",
+            "--seed",
+            "1",
+        ])
+    };
+    let out = generate("wgpu");
     let text = out.strip_suffix('\n').unwrap();
     assert!(text.chars().all(|c| chars.contains(&c)));
     assert_eq!(text.chars().count(), "The ".len() + 50);
+    // On a GPU the weights are read back and decoded on the CPU: the same text as on flex.
+    assert_eq!(out, generate("flex"));
 }
 
 /// On a GPU the loop reads the losses of many steps at once, not one per step (each read waits

@@ -1,14 +1,29 @@
-//! Token-by-token decoding on flex without Burn tensors: every weight is copied out once
-//! (packed for the matrix kernel), every buffer is allocated once, and each step reuses them,
-//! so generating a character allocates nothing.
+//! Token-by-token decoding on this machine's CPU without Burn tensors, for a model on flex or
+//! on a GPU: every weight is copied out once (packed for the matrix kernel), every buffer is
+//! allocated once, and each step reuses them, so generating a character allocates nothing.
 
 use std::sync::Arc;
 
+use burn::backend::Flex;
 use burn::tensor::Tensor;
 
-use crate::cpu::flex_op::host_values;
+use crate::cpu::flex_op::values;
 use crate::cpu::gates::cell_update;
 use crate::cpu::matmul::{Operand, Rhs, Threads, Write, matmul};
+
+/// A weight's values, copied out: from flex (without autodiff), or read back from a GPU (with
+/// the `gpu` feature), since one character at a time decodes faster on this machine's cores
+/// than as a chain of small kernels with a read of the logits each; `None` elsewhere.
+fn weight_values<const D: usize>(tensor: Tensor<D>) -> Option<Vec<f32>> {
+    if let Ok(primitive) = tensor.clone().try_into_primitive::<Flex>() {
+        return Some(values(&primitive).into_owned());
+    }
+    #[cfg(feature = "gpu")]
+    if crate::gpu::on_gpu(&tensor) {
+        return tensor.into_data().try_into_vec::<f32>().ok();
+    }
+    None
+}
 
 /// One LSTM layer's weights in PyTorch's layout: `weight_ih` `[4H, input]`, `weight_hh`
 /// `[4H, H]`, `bias_ih` and `bias_hh` `[4H]`.
@@ -45,7 +60,8 @@ struct PackedLayer {
 }
 
 impl DecoderWeights {
-    /// The weights when they live on flex (without autodiff); `None` elsewhere.
+    /// The weights when they live on flex (without autodiff) or on a GPU (read back once, with
+    /// the `gpu` feature); `None` elsewhere.
     ///
     /// - `embedding`: `[vocab, input]`; `layers`: bottom first.
     /// - `output_weight`: `[H, vocab]` (Burn's `Linear` layout); `output_bias`: `[vocab]`.
@@ -64,13 +80,13 @@ impl DecoderWeights {
         let mut packed = Vec::with_capacity(layers.len());
         let mut bottom_ih = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
-            let bias: Vec<f32> = host_values(layer.bias_ih.clone())?
+            let bias: Vec<f32> = weight_values(layer.bias_ih.clone())?
                 .iter()
-                .zip(host_values(layer.bias_hh.clone())?)
+                .zip(weight_values(layer.bias_hh.clone())?)
                 .map(|(a, b)| a + b)
                 .collect();
-            let w_ih = host_values(layer.weight_ih.clone())?;
-            let w_hh = host_values(layer.weight_hh.clone())?;
+            let w_ih = weight_values(layer.weight_ih.clone())?;
+            let w_hh = weight_values(layer.weight_hh.clone())?;
             let layer_input = w_ih.len() / g4;
             let w_ih_t = if index == 0 {
                 bottom_ih = w_ih;
@@ -86,7 +102,7 @@ impl DecoderWeights {
                 bias,
             });
         }
-        let embedding = host_values(embedding)?;
+        let embedding = weight_values(embedding)?;
         let mut table = crate::cpu::buffer::repeated(&packed[0].bias, vocab);
         matmul(
             &mut table,
@@ -97,10 +113,10 @@ impl DecoderWeights {
             Threads::All,
         );
         let output_bias = match output_bias {
-            Some(bias) => host_values(bias)?,
+            Some(bias) => weight_values(bias)?,
             None => vec![0.0; vocab],
         };
-        let output_weight = host_values(output_weight)?;
+        let output_weight = weight_values(output_weight)?;
         let output = Rhs::packed_owned(Operand::rows(&output_weight, hidden, vocab, vocab));
         Some(Self {
             vocab,
@@ -213,6 +229,45 @@ impl Decoder {
 mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution};
+
+    /// A model on a GPU decodes here, from its weights read back: the same logits, to the bit,
+    /// as the same weights on flex.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn weights_on_a_gpu_decode_as_the_same_weights_on_flex() {
+        let _launches = crate::testing::gpu_launches();
+        let _rng = crate::testing::device_rng();
+        let flex = Device::flex();
+        let wgpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+        let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Default, &flex);
+        let weights = [
+            random([7, 3]),
+            random([8, 3]),
+            random([8, 2]),
+            random([2, 7]),
+        ];
+        let biases = [random([1, 8]), random([1, 8]), random([1, 7])].map(|b| b.reshape([-1]));
+        let decode = |device: &Device| {
+            let on = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), device);
+            let on1 = |t: &Tensor<1>| Tensor::<1>::from_data(t.to_data(), device);
+            let layer = LayerTensors {
+                weight_ih: on(&weights[1]),
+                weight_hh: on(&weights[2]),
+                bias_ih: on1(&biases[0]),
+                bias_hh: on1(&biases[1]),
+            };
+            let packed = DecoderWeights::new(
+                on(&weights[0]),
+                &[layer],
+                on(&weights[3]),
+                Some(on1(&biases[2])),
+            )
+            .expect("decodable");
+            let mut decoder = Decoder::new(Arc::new(packed), 2);
+            [[1, 4], [6, 0], [2, 2]].map(|tokens| decoder.step(&tokens).to_vec())
+        };
+        assert_eq!(decode(&wgpu), decode(&flex));
+    }
 
     /// Weights that do not live on flex without autodiff are left to Burn's ops.
     #[test]

@@ -4,7 +4,6 @@ use std::borrow::Cow;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::custom_op::{self, CustomOp, op_backend};
@@ -81,12 +80,6 @@ pub(crate) fn lives_on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
     } else {
         <Flex as custom_op::OpBackend>::plain(tensor).is_some()
     }
-}
-
-/// The values of a tensor that lives on flex (without autodiff), copied out; `None` elsewhere.
-pub(crate) fn host_values<const D: usize>(tensor: Tensor<D>) -> Option<Vec<f32>> {
-    let primitive: FloatTensor<Flex> = tensor.try_into_primitive::<Flex>().ok()?;
-    Some(values(&primitive).into_owned())
 }
 
 /// A flat float tensor on flex.

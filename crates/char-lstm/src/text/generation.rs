@@ -48,8 +48,11 @@ pub enum GenerationError {
 /// time.
 ///
 /// On flex with the `kernels` feature a decoder that holds the weights in plain buffers runs
-/// the steps and allocates nothing per token; elsewhere the prompt is read in one pass over the
-/// sequence and each step is one composed forward. Stream `s` draws with seed `seed + s`, so
+/// the steps on this machine's cores and allocates nothing per token; so does a model on a GPU
+/// with the `gpu` feature (its weights read back once), because one token at a time is a chain
+/// of small dependent kernels with a read of the logits after each, which the CPU does faster.
+/// Elsewhere the prompt is read in one pass over the sequence and each step is one composed
+/// forward. Stream `s` draws with seed `seed + s`, so
 /// stream 0 of a batch is the same text as a single stream with the same seed. Run it on a
 /// device without autodiff: nothing here needs gradients.
 pub struct TokenGenerator<'m> {
@@ -172,7 +175,7 @@ impl Composed<'_> {
     }
 }
 
-/// The allocation-free decoder of `model`, when its weights live on flex.
+/// The allocation-free decoder of `model`, when its weights live on flex or on a GPU.
 #[cfg(feature = "kernels")]
 fn decoder(model: &LstmLanguageModel, streams: usize) -> Option<crate::fused::Decoder> {
     use crate::fused::{Decoder, DecoderWeights, LayerTensors};
