@@ -18,6 +18,10 @@ const SETTINGS: [&str; 6] = [
     "training.learning_rate=0.02",
 ];
 
+/// Epochs of each run: enough that the one stopped after its second epoch is still running
+/// when Ctrl-C reaches it, on a machine several times faster than this one.
+const EPOCHS: usize = 16;
+
 /// `best.json`.
 fn best(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap()
@@ -28,7 +32,10 @@ fn the_average_is_validated_kept_where_better_and_resumes_as_never_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let epochs = |n: usize| format!("training.epochs={n}");
     let whole = dir.path().join("whole");
-    let out = train_smoke(&whole, &[&SETTINGS[..], &["--set", &epochs(8)]].concat());
+    let out = train_smoke(
+        &whole,
+        &[&SETTINGS[..], &["--set", &epochs(EPOCHS)]].concat(),
+    );
     let reported: Vec<f64> = out
         .lines()
         .filter_map(|l| l.split("the weight average's validation loss ").nth(1))
@@ -57,14 +64,15 @@ fn the_average_is_validated_kept_where_better_and_resumes_as_never_stopped() {
         other => panic!("weights: {other}"),
     };
     assert!((loss - expected_loss).abs() < 1e-6, "{kept}");
-    assert!(whole.join("checkpoint").join("average-8.bpk").exists());
+    let last_average = format!("checkpoint/average-{EPOCHS}.bpk");
+    assert!(whole.join(&last_average).exists());
 
     // Three epochs, then resumed from that epoch's checkpoint.
     let resumed = dir.path().join("resumed");
     train_smoke(&resumed, &[&SETTINGS[..], &["--set", &epochs(3)]].concat());
     train_smoke(
         &resumed,
-        &[&SETTINGS[..], &["--resume", "--set", &epochs(8)]].concat(),
+        &[&SETTINGS[..], &["--resume", "--set", &epochs(EPOCHS)]].concat(),
     );
 
     // Stopped by Ctrl-C after two epochs (mid-epoch, most likely), resumed from its step
@@ -72,7 +80,7 @@ fn the_average_is_validated_kept_where_better_and_resumes_as_never_stopped() {
     let stopped = dir.path().join("stopped");
     let mut child = spawn(&smoke_args(
         &stopped,
-        &[&SETTINGS[..], &["--set", &epochs(8)]].concat(),
+        &[&SETTINGS[..], &["--set", &epochs(EPOCHS)]].concat(),
     ));
     wait_for_epochs(&stopped, 2, &mut child);
     signal(&child, "INT");
@@ -90,7 +98,7 @@ fn the_average_is_validated_kept_where_better_and_resumes_as_never_stopped() {
     }
     // The last epoch's averages, put in place of the weights to export them.
     let average = |run: &Path| {
-        std::fs::copy(run.join("checkpoint/average-8.bpk"), run.join("model.bpk")).unwrap();
+        std::fs::copy(run.join(&last_average), run.join("model.bpk")).unwrap();
         weights(run, "average.safetensors")
     };
     let expected = average(&whole);
