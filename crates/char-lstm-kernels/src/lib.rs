@@ -1,8 +1,9 @@
 //! Fast kernels for the `char-lstm` model crate: the LSTM recurrence, projections, dropout,
 //! Adam and token-by-token decoding as single ops with their own backward, on Burn's flex CPU
 //! backend (AVX-512 or AVX2 where the CPU has them, chosen at run time, see [`simd`]) and, with
-//! the `gpu` feature, the recurrence as GPU kernels (one launch per layer and step) on Burn's
-//! CubeCL backend.
+//! the `gpu` feature, the recurrence (one launch per layer and step) and Adam (one launch per
+//! parameter) as GPU kernels on Burn's CubeCL backend, whose models decode on the CPU from
+//! their weights read back.
 //!
 //! This crate knows no model types: it takes and returns Burn tensors and Burn's `nn` modules.
 //! Each entry point returns `None` (or falls back to Burn's own op) where its tensors do not

@@ -201,9 +201,10 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         vocab,
         resume: args.resume,
         devices,
-        loss_check_every: match args.device.backend.reads_wait() {
-            true => DEVICE_CHECK_EVERY,
-            false => 1,
+        loss_check_every: if args.device.backend.reads_wait() {
+            DEVICE_CHECK_EVERY
+        } else {
+            1
         },
         prompt,
         train_windows,
