@@ -3,7 +3,8 @@
 # validation and sampling included) for one or more trainer binaries, alternating: three
 # epochs of configs/smoke.toml at 256 hidden units with gradient clipping, ROUNDS times
 # (default 3), each binary's epoch lines printed as they come. Then each binary's launches per
-# training step (`trainer bench`). Runs on lavapipe as on a GPU.
+# training step and each kernel's launches and time in one step (`trainer bench`). Runs on
+# lavapipe as on a GPU.
 #
 #   scripts/wgpu-epochs.sh TRAINER [TRAINER ...]   e.g. a build of the commit before and this one
 set -euo pipefail
@@ -22,5 +23,10 @@ for round in $(seq "${ROUNDS:-3}"); do
 done
 for bin in "$@"; do
     "$bin" bench --backend wgpu "${settings[@]}" --steps 3 --warmup 1 --sample-length 4 2>/dev/null \
-        | tail -1 | python3 -c 'import json, sys; r = json.load(sys.stdin); print(sys.argv[1] + ":", r["train_step_launches"], "launches per training step")' "$bin"
+        | tail -1 | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(sys.argv[1] + ":", r["train_step_launches"], "launches per training step")
+for k in r["train_step_kernels"] or []:
+    print("  %9.3f ms %4d x %s" % (k["ms"], k["launches"], k["kernel"]))' "$bin"
 done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training and sampling throughput of the default model size on wgpu, with each layer's
 # recurrence as GPU kernels (`--lstm fused`: per step, then the earlier per-row layout) and as
-# composed ops (`--lstm composed`), one after the other (sampling, one step at a time, runs
-# composed ops in all three). Runs on any Vulkan device, lavapipe (Mesa's CPU Vulkan) included.
+# composed ops (`--lstm composed`), one after the other; then the same bench on flex, to
+# compare sampling (a model on a GPU samples on the CPU decoder, from its weights read back).
+# Runs on any Vulkan device, lavapipe (Mesa's CPU Vulkan) included.
 #
 #   scripts/wgpu-recurrence-bench.sh [BATCH] [STEPS]    (defaults: 32, 20)
 #
@@ -21,3 +22,6 @@ for variant in fused:per-step fused:per-row composed:per-step; do
     --set "data.path=\"$text\"" --set training.batch_size="$batch" \
     --warmup "${WARMUP:-10}" --steps "$steps" --sample-length "${SAMPLE_LENGTH:-50}"
 done
+"$bin" bench --config configs/default.toml \
+  --set "data.path=\"$text\"" --set training.batch_size="$batch" \
+  --warmup "${WARMUP:-10}" --steps "$steps" --sample-length "${SAMPLE_LENGTH:-50}"

@@ -19,7 +19,7 @@ fn weight_values<const D: usize>(tensor: Tensor<D>) -> Option<Vec<f32>> {
         return Some(values(&primitive).into_owned());
     }
     #[cfg(feature = "gpu")]
-    if crate::gpu::on_gpu(&tensor) {
+    if crate::gpu::gpu_primitive(&tensor).is_some() {
         return tensor.into_data().try_into_vec::<f32>().ok();
     }
     None

@@ -2,16 +2,16 @@
 //! launches about ten: each value's moments and new value in one pass, with the expressions of
 //! the CPU pass (`cpu/adam.rs`) and of Burn's `Adam`.
 
-use burn::backend::TensorMetadata;
-use burn::tensor::{DType, Shape, Tensor};
+use burn::tensor::Tensor;
 use burn_cubecl::Cube;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::{CubeCount, CubeDim};
 
 use crate::cpu::adam::StepConstants;
+use crate::gpu::cube_backend::empty_like;
 use crate::gpu::fusion::CubeKernels;
+use crate::gpu::gpu_primitive;
 use kernel::adam_kernel;
 
 /// Threads per cube.
@@ -75,15 +75,7 @@ pub(crate) fn launch(
 ) -> [CubeTensor; 3] {
     let len = param.meta.shape().num_elements();
     let [param, grad, moment_1, moment_2] = [param, grad, moment_1, moment_2].map(into_contiguous);
-    let empty = || {
-        empty_device_dtype(
-            param.client.clone(),
-            param.device.clone(),
-            Shape::new([len]),
-            DType::F32,
-        )
-    };
-    let outputs = [empty(), empty(), empty()];
+    let outputs = [(); 3].map(|_| empty_like(&param, [len]));
     let cubes = (len.div_ceil(THREADS as usize).max(1) as u32).min(MAX_CUBES);
     adam_kernel::launch(
         &param.client.clone(),
@@ -118,10 +110,7 @@ pub(crate) fn step<const D: usize>(
     moments: Option<(Tensor<D>, Tensor<D>)>,
 ) -> Option<[Tensor<D>; 3]> {
     let shape = tensor.shape();
-    let flat = |t: &Tensor<D>| {
-        let primitive = t.clone().reshape([-1]).try_into_primitive::<Cube>().ok()?;
-        (primitive.dtype() == DType::F32).then_some(primitive)
-    };
+    let flat = |t: &Tensor<D>| gpu_primitive(&t.clone().reshape([-1]));
     let (param, gradient) = (flat(tensor)?, flat(grad)?);
     let (m, v) = match &moments {
         Some((m, v)) => (flat(m)?, flat(v)?),

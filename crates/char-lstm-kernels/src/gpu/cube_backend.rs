@@ -230,7 +230,7 @@ fn per_row_shape(tensor: &CubeTensor, batch: usize, hidden: usize) -> (CubeCount
 }
 
 /// An uninitialised `f32` tensor on `tensor`'s device.
-fn empty_like<const D: usize>(tensor: &CubeTensor, shape: [usize; D]) -> CubeTensor {
+pub(crate) fn empty_like<const D: usize>(tensor: &CubeTensor, shape: [usize; D]) -> CubeTensor {
     empty_device_dtype(
         tensor.client.clone(),
         tensor.device.clone(),

@@ -50,7 +50,7 @@ pub struct KernelTime {
 struct Timings(Mutex<HashMap<&'static str, KernelTime>>);
 
 impl Timings {
-    fn entry<T>(&self, kernel: &'static str, update: impl FnOnce(&mut KernelTime) -> T) -> T {
+    fn entry(&self, kernel: &'static str, update: impl FnOnce(&mut KernelTime)) {
         let mut kernels = self
             .0
             .lock()

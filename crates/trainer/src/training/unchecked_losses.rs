@@ -41,7 +41,7 @@ impl UncheckedLosses {
         assert!(every >= 1, "a check every {every} steps");
         Self {
             every,
-            pending: Vec::with_capacity(every),
+            pending: Vec::new(),
         }
     }
 
