@@ -89,6 +89,10 @@ pub struct TrainArgs {
     /// Train data-parallel on this many devices of the backend (`training.devices`).
     #[arg(long)]
     pub devices: Option<usize>,
+    /// Size the run for this much wall time, e.g. `30m` (`training.budget`): what the config
+    /// file and `--set` leave open is chosen from the text and this machine's measured speed.
+    #[arg(long, value_name = "DURATION")]
+    pub budget: Option<String>,
     /// Plain progress lines instead of the dashboard, even on a terminal.
     #[arg(long)]
     pub no_tui: bool,
@@ -98,6 +102,20 @@ pub struct TrainArgs {
     /// Start over in a run directory that already holds a run.
     #[arg(long)]
     pub force: bool,
+}
+
+impl TrainArgs {
+    /// The `--set`s, then `--devices` and `--budget` as the keys they stand for.
+    pub fn overrides(&self) -> Vec<String> {
+        let budget = self
+            .budget
+            .as_ref()
+            .map(|b| format!("training.budget={b:?}"));
+        overrides(&self.sets, self.devices)
+            .into_iter()
+            .chain(budget)
+            .collect()
+    }
 }
 
 /// `trainer generate`.

@@ -2,6 +2,7 @@
 
 mod allocator;
 mod backend;
+mod budget;
 mod cli;
 mod commands;
 mod config;

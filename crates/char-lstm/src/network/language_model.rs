@@ -111,6 +111,23 @@ impl LstmLanguageModelConfig {
         Ok(())
     }
 
+    /// The number of trainable parameters the model has: the embedding table, every layer's
+    /// two weight matrices and two bias vectors (PyTorch's layout), and the output layer.
+    pub fn num_params(&self) -> usize {
+        let gates = 4 * self.hidden_dim;
+        let layers: usize = (0..self.num_layers)
+            .map(|layer| {
+                let input = if layer == 0 {
+                    self.embedding_dim
+                } else {
+                    self.hidden_dim
+                };
+                gates * (input + self.hidden_dim + 2)
+            })
+            .sum();
+        self.vocab_size * self.embedding_dim + layers + (self.hidden_dim + 1) * self.vocab_size
+    }
+
     /// Initializes the model: embeddings `N(0, 1)` and a Linear head with PyTorch's init, as
     /// `nn.Embedding` and `nn.Linear` do.
     pub fn init(&self, device: &Device) -> LstmLanguageModel {
@@ -232,6 +249,23 @@ mod tests {
         let inputs = Tensor::<2, Int>::from_data([[1, 2, 3, 4], [4, 3, 2, 1]], device);
         let (logits, _) = model.forward(inputs, None);
         logits.into_data().try_to_vec().unwrap()
+    }
+
+    /// The count from the shapes is the count of the parameters `init` makes.
+    #[test]
+    fn num_params_counts_what_init_makes() {
+        for (vocab, embedding, hidden, layers) in [(65, 256, 512, 2), (7, 3, 5, 1), (11, 4, 6, 3)] {
+            let config = LstmLanguageModelConfig::new(vocab)
+                .with_embedding_dim(embedding)
+                .with_hidden_dim(hidden)
+                .with_num_layers(layers);
+            let made = config.init(&Device::flex()).num_params();
+            assert_eq!(config.num_params(), made, "{config:?}");
+        }
+        assert_eq!(
+            LstmLanguageModelConfig::new(65).num_params(),
+            65 * 256 + 2048 * (256 + 512 + 2) + 2048 * (512 + 512 + 2) + 513 * 65
+        );
     }
 
     /// Output dropout changes the logits from one training forward to the next, and leaves

@@ -8,27 +8,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
-use char_lstm::train::clip_grad_norm;
 use char_lstm::{
     CharVocab, GenerationConfig, LstmImplementation, LstmLanguageModel, LstmLanguageModelConfig,
     SamplingConfig, SequenceBatch,
 };
-use char_lstm_data::{TextSplit, TextWindows, WindowBatcher};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use char_lstm_data::{TextSplit, TextWindows};
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, LstmChoice, overrides};
 use crate::commands::bench_recurrence::{RecurrenceTimes, time_recurrence};
 use crate::config::RunConfig;
 use crate::training::data_parallel::DataParallel;
+use crate::training::step_timing::{self, RandomBatches, training_step};
 
 /// What `trainer bench` prints.
 #[derive(Debug, Serialize)]
@@ -94,20 +90,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         LstmChoice::Composed => LstmImplementation::Composed,
     };
 
-    let mut batches = RandomBatches::new(&windows, &config, &train_device);
     let mut lm = model_config.init(&train_device);
     lm.lstm = lm.lstm.with_implementation(implementation);
-    let t = &config.training;
-    let mut optim = char_lstm::train::adam(t.weight_decay as f32);
-    let mut train_step = || {
-        let (output, _) = parallel.step(&lm, batches.next(), None);
-        let grads = match t.grad_clip_norm {
-            0.0 => output.grads,
-            max_norm => clip_grad_norm(&lm, output.grads, max_norm),
-        };
-        lm = optim.step(t.learning_rate, lm.clone(), grads);
-        let _ = output.item.loss.into_scalar::<f32>();
-    };
+    let mut train_step = training_step(lm, &parallel, &windows, &config);
     let step_time = median_step_time(args, &mut train_step);
     let train_step_launches = launches(args, &mut train_step);
     let train_step_kernels = kernel_times(args, train_step);
@@ -125,6 +110,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let launch_overhead_us = launch_overhead_us(args, &device);
 
     let nn_lstm_step_time = if args.with_nn_lstm {
+        let mut batches = RandomBatches::new(&windows, &config, &train_device);
         let mut baseline = NnLstmModel::new(&model_config, &train_device);
         let mut optim = burn_adam();
         Some(median_step_time(args, || {
@@ -262,20 +248,9 @@ fn launch_overhead_us(args: &BenchArgs, device: &Device) -> Option<f64> {
     ))
 }
 
-/// Runs `step` `--warmup` times untimed, then `--steps` times timed; the median.
-pub(super) fn median_step_time(args: &BenchArgs, mut step: impl FnMut()) -> Duration {
-    for _ in 0..args.warmup {
-        step();
-    }
-    let mut times: Vec<Duration> = (0..args.steps.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            step();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+/// [`step_timing::median_step_time`] with `--warmup` and `--steps`.
+pub(super) fn median_step_time(args: &BenchArgs, step: impl FnMut()) -> Duration {
+    step_timing::median_step_time(args.warmup, args.steps, step)
 }
 
 /// Characters per second (all streams together) of `length` sampled characters per stream.
@@ -286,37 +261,6 @@ fn sampling_speed(model: &LstmLanguageModel, streams: usize, length: usize) -> R
     let start = Instant::now();
     char_lstm::generate(model, &[0], streams, &config, |_| {})?;
     Ok((streams * length.max(1)) as f64 / start.elapsed().as_secs_f64())
-}
-
-/// Batches of windows drawn uniformly at random, like the PyTorch reference's.
-struct RandomBatches<'a> {
-    windows: &'a TextWindows,
-    batch_size: usize,
-    rng: StdRng,
-    device: Device,
-}
-
-impl<'a> RandomBatches<'a> {
-    fn new(windows: &'a TextWindows, config: &RunConfig, device: &Device) -> Self {
-        Self {
-            windows,
-            batch_size: config.training.global_batch_size(),
-            rng: StdRng::seed_from_u64(config.training.seed),
-            device: device.clone(),
-        }
-    }
-
-    fn next(&mut self) -> SequenceBatch {
-        let items = (0..self.batch_size)
-            .map(|_| {
-                let index = self.rng.random_range(0..self.windows.len());
-                self.windows
-                    .get(index)
-                    .expect("index below the window count")
-            })
-            .collect();
-        WindowBatcher.batch(items, &self.device)
-    }
 }
 
 /// The same network with `burn::nn::Lstm` layers: the baseline the fused op is measured

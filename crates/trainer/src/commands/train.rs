@@ -20,7 +20,8 @@ use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use char_lstm::{CharVocab, LstmLanguageModel};
 use char_lstm_data::{EpochOrder, EpochShuffled, TextSplit, TextWindows, WindowBatcher};
 
-use crate::cli::{TrainArgs, overrides};
+use crate::budget::Budget;
+use crate::cli::TrainArgs;
 use crate::commands::generate::{Samples, write_samples};
 use crate::config::{DataMode, LrSchedule, RunConfig};
 use crate::run::epoch_log::EpochLog;
@@ -128,7 +129,7 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
     if existed {
         settle_left_behind(&run)?;
     }
-    let mut config = if args.resume {
+    let (mut config, given) = if args.resume {
         if !run.has_checkpoint() {
             bail!(
                 "--resume: {} has no complete checkpoint to resume from",
@@ -136,16 +137,17 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
             );
         }
         let saved = RunConfig::load(&run.config_path())?;
-        RunConfig::resumed(
-            &saved,
-            args.config.as_deref(),
-            &overrides(&args.sets, args.devices),
-        )?
+        let resumed = RunConfig::resumed(&saved, args.config.as_deref(), &args.overrides())?;
+        (resumed, None)
     } else {
-        let config =
-            RunConfig::resolve(args.config.as_deref(), &overrides(&args.sets, args.devices))?;
+        let (config, given) = RunConfig::resolve_given(args.config.as_deref(), &args.overrides())?;
         run.refuse_to_overwrite(args.force)?;
-        config
+        (config, Some(given))
+    };
+    // A resumed run's saved config holds what its budget chose.
+    let budget = match given {
+        Some(given) => Budget::start(&config, given)?,
+        None => None,
     };
     config.make_data_path_absolute()?;
     let text = load_training_text(&config)?;
@@ -159,6 +161,9 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         .encode(&text)
         .context("the training text has characters outside the run's vocabulary")?
         .into();
+    if let Some(budget) = &budget {
+        budget.cut_data(&mut config, tokens.len());
+    }
     let (train_windows, valid_windows) =
         windows(&config, tokens.clone()).with_context(|| match config.data_path() {
             Some(path) => format!("{}", path.display()),
@@ -184,6 +189,14 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
             args.device.backend.name(),
             t.batch_size,
             t.global_batch_size()
+        );
+    }
+    if let Some(budget) = &budget {
+        let split = TextSplit::by_position(tokens.len(), config.data.valid_fraction);
+        let windows = [&train_windows, &valid_windows];
+        println!(
+            "{}",
+            budget.size_model(&mut config, split.train.len(), windows, &devices)
         );
     }
     let replacement = (!args.resume)

@@ -9,6 +9,7 @@ mod layering;
 mod resume;
 mod validation;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -99,6 +100,10 @@ pub struct TrainingSection {
     /// (e.g. 0.999), validated after every epoch beside the trained weights; the better of the
     /// two is saved as `model.bpk`. 0 turns it off.
     pub ema_decay: f64,
+    /// The whole run's wall time, e.g. `"30m"`: the model's size, the data's cut, the schedule
+    /// and the time limit that neither the config file nor `--set` gives are chosen for it from
+    /// the text and this machine's measured training speed. Empty chooses nothing.
+    pub budget: String,
 }
 
 impl TrainingSection {
@@ -164,6 +169,7 @@ impl Default for RunConfig {
                 time_limit: String::new(),
                 checkpoint_every: 500,
                 ema_decay: 0.0,
+                budget: String::new(),
             },
             generate: GenerateSection {
                 prompt: "Hello".into(),
@@ -179,19 +185,28 @@ impl RunConfig {
     /// `section.key=value` in order. Unknown keys, wrong types and values out of range are
     /// errors that name the file or flag and the key.
     pub fn resolve(file: Option<&Path>, sets: &[String]) -> Result<Self> {
+        Self::resolve_given(file, sets).map(|(config, _)| config)
+    }
+
+    /// [`RunConfig::resolve`], and the keys that `file` and `sets` gave.
+    pub fn resolve_given(file: Option<&Path>, sets: &[String]) -> Result<(Self, GivenKeys)> {
         let mut table = Self::defaults();
+        let mut given = GivenKeys::new();
         if let Some(path) = file {
             let origin = path.display().to_string();
-            merge(&mut table, read_table(path, "config file")?, &origin)?;
+            let file_table = read_table(path, "config file")?;
+            given.extend(keys_of(&file_table));
+            merge(&mut table, file_table, &origin)?;
             Self::parse(&table, &origin)?;
         }
         for set in sets {
             apply_set(&mut table, set)?;
             Self::parse(&table, &format!("--set {set}"))?;
+            given.extend(set.split_once('=').map(|(key, _)| key.trim().to_string()));
         }
         let config = Self::parse(&table, "configuration")?;
         config.validate()?;
-        Ok(config)
+        Ok((config, given))
     }
 
     /// Reads a run directory's `config.toml` over the defaults, so a run saved before a key
@@ -256,6 +271,18 @@ impl RunConfig {
     }
 }
 
+/// The `section.key`s that a config file or `--set` gave, as opposed to the defaults.
+pub type GivenKeys = BTreeSet<String>;
+
+/// Every `section.key` of `table`.
+fn keys_of(table: &toml::Table) -> impl Iterator<Item = String> + '_ {
+    table.iter().flat_map(|(section, keys)| {
+        keys.as_table()
+            .into_iter()
+            .flat_map(move |keys| keys.keys().map(move |key| format!("{section}.{key}")))
+    })
+}
+
 /// A TOML file as a table; errors name the file.
 pub(super) fn read_table(path: &Path, what: &str) -> Result<toml::Table> {
     let text = std::fs::read_to_string(path)
@@ -277,16 +304,39 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_time_limit_names_the_key() {
+    fn a_bad_time_limit_or_budget_names_the_key() {
         for bad in ["ten minutes", "0s"] {
-            let mut config = RunConfig::default();
-            config.training.time_limit = bad.into();
-            let err = config.validate().unwrap_err().to_string();
-            assert!(
-                err.contains("training.time_limit") && err.contains(bad),
-                "{err}"
-            );
+            for key in ["time_limit", "budget"] {
+                let sets = [format!("training.{key}={bad:?}")];
+                let err = RunConfig::resolve(None, &sets).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("training.{key}")) && err.contains(bad),
+                    "{err}"
+                );
+            }
         }
+    }
+
+    /// The keys a file and `--set` gave are told apart from the defaults.
+    #[test]
+    fn resolve_tells_the_given_keys() {
+        let file = write("[model]\nhidden_dim = 64\n[data]\nseq_len = 20\n");
+        let sets = [
+            "training.epochs=3".to_string(),
+            " model.dropout =0.1".into(),
+        ];
+        let (config, given) = RunConfig::resolve_given(Some(file.path()), &sets).unwrap();
+        assert_eq!((config.model.hidden_dim, config.training.epochs), (64, 3));
+        let expected = [
+            "data.seq_len",
+            "model.dropout",
+            "model.hidden_dim",
+            "training.epochs",
+        ];
+        assert_eq!(
+            given.iter().map(String::as_str).collect::<Vec<_>>(),
+            expected
+        );
     }
 
     /// A run saved before `training.checkpoint_every`, `training.weight_decay`, `training.ema_decay`,
@@ -299,6 +349,7 @@ mod tests {
             ("training", "checkpoint_every"),
             ("training", "weight_decay"),
             ("training", "ema_decay"),
+            ("training", "budget"),
             ("model", "output_dropout"),
             ("model", "weight_dropout"),
             ("model", "variational_dropout"),

@@ -1,6 +1,8 @@
 //! The ranges of the trainer's own settings; the model crate checks `[model]` and the
 //! sampling settings itself.
 
+use std::time::Duration;
+
 use anyhow::{Result, anyhow, bail};
 
 use super::RunConfig;
@@ -52,6 +54,7 @@ impl RunConfig {
         positive("training.num_workers", t.num_workers)?;
         in_unit("training.ema_decay", t.ema_decay)?;
         self.time_limit()?;
+        self.budget()?;
         positive("generate.length", g.length)?;
         if g.prompt.is_empty() {
             bail!("generate.prompt is empty: expected at least one character");
@@ -61,15 +64,25 @@ impl RunConfig {
     }
 
     /// `training.time_limit` as a duration; `None` when empty.
-    pub fn time_limit(&self) -> Result<Option<std::time::Duration>> {
-        let text = self.training.time_limit.trim();
-        if text.is_empty() {
-            return Ok(None);
-        }
-        super::duration::parse_duration(text).map(Some).ok_or_else(|| {
-            anyhow!("training.time_limit = {text:?}: expected a duration above zero such as \"90s\", \"10m\" or \"1h30m\"")
-        })
+    pub fn time_limit(&self) -> Result<Option<Duration>> {
+        duration("training.time_limit", &self.training.time_limit)
     }
+
+    /// `training.budget` as a duration; `None` when empty.
+    pub fn budget(&self) -> Result<Option<Duration>> {
+        duration("training.budget", &self.training.budget)
+    }
+}
+
+/// The duration `text` says; `None` when it is empty.
+fn duration(key: &str, text: &str) -> Result<Option<Duration>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    super::duration::parse_duration(text).map(Some).ok_or_else(|| {
+        anyhow!("{key} = {text:?}: expected a duration above zero such as \"90s\", \"10m\" or \"1h30m\"")
+    })
 }
 
 fn positive(key: &str, value: usize) -> Result<()> {
