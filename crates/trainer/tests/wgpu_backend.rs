@@ -150,3 +150,33 @@ fn wgpu_bench_counts_the_launches_of_a_training_step() {
     );
     assert_eq!(launches("flex", "fused"), None);
 }
+
+/// `--budget` times its candidates on the run's own backend: on wgpu the step it measures is a
+/// wgpu step, and the run trains there within the time left.
+#[test]
+fn a_budget_on_wgpu_times_a_wgpu_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("budget");
+    let out = train_smoke(
+        &run,
+        &[
+            "--backend",
+            "wgpu",
+            "--budget",
+            "20s",
+            "--set",
+            "model.hidden_dim=32",
+        ],
+    );
+    let paragraph = out
+        .lines()
+        .find_map(|l| l.strip_prefix("training.budget = \"20s\": training steps of 1 x 32 "))
+        .unwrap_or_else(|| panic!("no budget paragraph in\n{out}"));
+    let step_ms: u64 = paragraph.split(' ').next().unwrap().parse().unwrap();
+    assert!(step_ms > 0, "{paragraph}");
+    assert!(
+        paragraph.contains("Chose 1 x 32, embedding 16"),
+        "{paragraph}"
+    );
+    assert!(!metrics(&run).is_empty());
+}

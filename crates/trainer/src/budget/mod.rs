@@ -216,11 +216,12 @@ impl Budget {
         let why = self.reason(choice);
         let _ = write!(
             text,
-            ". Chose {}, embedding {} ({:.1}M parameters), for {} epochs: {why}. {}, dropout {} between the layers{}, AdamW {} with weight decay {}, {} learning rate, time limit {}{}; written to the run's config.toml.",
+            ". Chose {}, embedding {} ({:.1}M parameters), for {} epoch{}: {why}. {}, dropout {} between the layers{}, AdamW {} with weight decay {}, {} learning rate, time limit {}{}; written to the run's config.toml.",
             shape_name(&choice.model),
             m.embedding_dim,
             m.num_params() as f64 / 1e6,
             t.epochs,
+            if t.epochs == 1 { "" } else { "s" },
             match d.mode {
                 DataMode::Stream => format!("Streams of {} characters", d.seq_len),
                 DataMode::Windows => format!("Sliding windows of {} characters", d.seq_len),
