@@ -12,7 +12,8 @@
 #   pytorch    ../shared/bench/pytorch_reference.py's quality mode for MINUTES (the tutorial's
 #              settings in PyTorch)
 #
-#   scripts/budget-runs.sh TEXT MINUTES CONTENDER...      (BIN: the trainer binary to use)
+#   scripts/budget-runs.sh TEXT MINUTES CONTENDER...      (BIN: the trainer binary to use;
+#                                                          SEED: every contender's seed)
 #   scripts/budget-runs.sh ../shared/datasets/tinyshakespeare.txt 10 budget tuned=4 tutorial pytorch
 #   scripts/code-text.sh > runs/texts/burn-nn.txt   (the other text of the README's table)
 set -euo pipefail
@@ -22,14 +23,14 @@ minutes=$2
 shift 2
 bin=${BIN:-target/release/trainer}
 [ -x "$bin" ] || cargo build --release -p trainer >&2
-runs=runs/budget-runs/$(basename "$text" .txt)-${minutes}m
+runs=runs/budget-runs/$(basename "$text" .txt)-${minutes}m${SEED:+-seed$SEED}
 mkdir -p "$runs"
 valid="$runs/valid.txt"
 python3 -c "import sys; t = open(sys.argv[1], encoding='utf-8').read(); open(sys.argv[2], 'w', encoding='utf-8').write(t[int(len(t) * 0.9):])" "$text" "$valid"
 echo "$(basename "$text"), $minutes minutes ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $("$bin" bench --steps 1 --warmup 0 --sample-length 10 | python3 -c 'import json, sys; print(json.load(sys.stdin)["simd"])'))"
 for contender in "$@"; do
   run="$runs/$contender"
-  data=(--set "data.path=\"$text\"")
+  data=(--set "data.path=\"$text\"" ${SEED:+--set training.seed=$SEED})
   limit=(--set "training.time_limit=\"${minutes}m\"")
   case $contender in
     budget) args=(--budget "${minutes}m" "${data[@]}") ;;
@@ -38,7 +39,7 @@ for contender in "$@"; do
     tutorial) args=(--config configs/default.toml "${data[@]}" "${limit[@]}" --set data.valid_fraction=0.1 --set training.epochs=1000) ;;
     pytorch)
       start=$(date +%s)
-      loss=$(python3 ../shared/bench/pytorch_reference.py quality "$text" --seconds $((minutes * 60)) | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["valid_loss_stream"], 4))')
+      loss=$(python3 ../shared/bench/pytorch_reference.py quality "$text" --seconds $((minutes * 60)) ${SEED:+--seed $SEED} | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["valid_loss_stream"], 4))')
       echo "pytorch: $(( $(date +%s) - start )) s, validation loss $loss nats/char (stream)"
       continue ;;
     *) echo "unknown contender $contender" >&2; exit 2 ;;
