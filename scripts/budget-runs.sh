@@ -4,7 +4,8 @@
 # text (PyTorch's own evaluation of the same 10% for `pytorch`):
 #
 #   budget     `trainer --budget MINUTESm`: sizes chosen from the text and measured speed
-#   hidden=H   the same with `model.hidden_dim=H` given (the budget fits the epochs to it)
+#   hidden=H   the same with `model.hidden_dim=H` given (the budget fits the epochs to it);
+#              hidden=H:E gives the epochs too
 #   tuned=E    configs/tinyshakespeare.toml (2 x 512, dropout 0.3, AdamW, cosine) for E epochs,
 #              stopped at MINUTES
 #   tutorial   configs/default.toml's settings (the PyTorch tutorial's: windows of 50, no
@@ -34,7 +35,10 @@ for contender in "$@"; do
   limit=(--set "training.time_limit=\"${minutes}m\"")
   case $contender in
     budget) args=(--budget "${minutes}m" "${data[@]}") ;;
-    hidden=*) args=(--budget "${minutes}m" "${data[@]}" --set "model.hidden_dim=${contender#hidden=}") ;;
+    hidden=*)
+      size=${contender#hidden=}
+      args=(--budget "${minutes}m" "${data[@]}" --set "model.hidden_dim=${size%%:*}")
+      [[ $size == *:* ]] && args+=(--set "training.epochs=${size#*:}") ;;
     tuned=*) args=(--config configs/tinyshakespeare.toml "${data[@]}" "${limit[@]}" --set "training.epochs=${contender#tuned=}") ;;
     tutorial) args=(--config configs/default.toml "${data[@]}" "${limit[@]}" --set data.valid_fraction=0.1 --set training.epochs=1000) ;;
     pytorch)

@@ -132,7 +132,7 @@ impl Budget {
     }
 
     /// Sets `slot` to `value` unless `key` was given.
-    fn choose<T>(&self, key: &str, slot: &mut T, value: T) {
+    fn set_unless_given<T>(&self, key: &str, slot: &mut T, value: T) {
         if !self.given.contains(key) {
             *slot = value;
         }
@@ -141,23 +141,23 @@ impl Budget {
     /// The tuned config's dropout, AdamW and cosine schedule, where not given.
     fn choose_regularization(&self, config: &mut RunConfig) {
         let (m, t) = (&mut config.model, &mut config.training);
-        self.choose("model.dropout", &mut m.dropout, rules::DROPOUT);
-        self.choose(
+        self.set_unless_given("model.dropout", &mut m.dropout, rules::DROPOUT);
+        self.set_unless_given(
             "model.variational_dropout",
             &mut m.variational_dropout,
             true,
         );
-        self.choose(
+        self.set_unless_given(
             "training.learning_rate",
             &mut t.learning_rate,
             rules::LEARNING_RATE,
         );
-        self.choose(
+        self.set_unless_given(
             "training.weight_decay",
             &mut t.weight_decay,
             rules::WEIGHT_DECAY,
         );
-        self.choose(
+        self.set_unless_given(
             "training.lr_schedule",
             &mut t.lr_schedule,
             LrSchedule::Cosine,
@@ -168,27 +168,27 @@ impl Budget {
     /// inside its first epoch also keeps a weight average.
     fn apply(&self, config: &mut RunConfig, choice: &Choice) {
         let (m, t) = (&mut config.model, &mut config.training);
-        self.choose(
+        self.set_unless_given(
             "model.hidden_dim",
             &mut m.hidden_dim,
             choice.model.hidden_dim,
         );
-        self.choose(
+        self.set_unless_given(
             "model.embedding_dim",
             &mut m.embedding_dim,
             choice.model.embedding_dim,
         );
-        self.choose(
+        self.set_unless_given(
             "model.num_layers",
             &mut m.num_layers,
             choice.model.num_layers,
         );
-        self.choose("training.epochs", &mut t.epochs, choice.epochs);
+        self.set_unless_given("training.epochs", &mut t.epochs, choice.epochs);
         // At least a second, so the limit is a valid duration even for a spent budget.
         let limit = format!("{}s", self.time_left().as_secs().max(1));
-        self.choose("training.time_limit", &mut t.time_limit, limit);
+        self.set_unless_given("training.time_limit", &mut t.time_limit, limit);
         if !choice.first_epoch_fits {
-            self.choose("training.ema_decay", &mut t.ema_decay, rules::EMA_DECAY);
+            self.set_unless_given("training.ema_decay", &mut t.ema_decay, rules::EMA_DECAY);
         }
     }
 

@@ -27,10 +27,10 @@ pub const SEQ_LEN: usize = 100;
 /// Stream mode (the state carried between batches, best on tiny-shakespeare) needs this many
 /// batches per epoch; shorter texts train on sliding windows.
 pub const MIN_STREAM_BATCHES: usize = 10;
-/// The share of the text held out, when it leaves at least `MIN_VALID_WINDOWS` windows.
+/// The share of the text held out, when it holds `MIN_VALID_WINDOWS` windows' characters.
 pub const VALID_FRACTION: f64 = 0.1;
-/// The fewest validation windows worth holding text out for; below, validation runs on the
-/// training windows.
+/// The fewest validation windows' characters worth holding text out for; below, validation
+/// runs on the training windows.
 pub const MIN_VALID_WINDOWS: usize = 10;
 /// A validation batch's time in training steps (forward only), measured on tiny-shakespeare.
 pub const VALID_STEP_SHARE: f64 = 0.35;
@@ -58,8 +58,8 @@ pub struct DataCut {
     pub seq_len: usize,
 }
 
-/// Holds out `VALID_FRACTION` of a text of `text_chars` characters if that is enough for
-/// `MIN_VALID_WINDOWS` windows; reads it in streams of `SEQ_LEN` if the rest makes
+/// Holds out `VALID_FRACTION` of a text of `text_chars` characters if that holds
+/// `MIN_VALID_WINDOWS` windows' characters; reads it in streams of `SEQ_LEN` if the rest makes
 /// `MIN_STREAM_BATCHES` batches of `batch_size`, else in sliding windows (at most half the
 /// training text long). What `given` holds stays.
 pub fn data_cut(text_chars: usize, batch_size: usize, given: &GivenData) -> DataCut {
