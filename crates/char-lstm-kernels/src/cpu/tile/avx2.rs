@@ -44,6 +44,14 @@ unsafe fn kernel<const R: usize>(
     cols: usize,
     accumulate: bool,
 ) {
+    // The destination rows are far apart in memory and the hardware prefetcher does not guess
+    // them, so a tile whose rows are not cached stalls on them after its loop: ask for them now,
+    // a whole depth of multiply-adds ahead (each row's 64 bytes may span two cache lines).
+    for r in 0..R {
+        let row = dst.wrapping_add(r * stride).cast::<i8>();
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(63));
+    }
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     for kk in 0..depth {
         // SAFETY: the caller guarantees `depth * NR` panel and `depth * MR` lhs values.
