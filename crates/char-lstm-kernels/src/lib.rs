@@ -14,6 +14,8 @@ mod cpu;
 mod custom_op;
 #[cfg(feature = "gpu")]
 mod gpu;
+#[cfg(feature = "remote")]
+mod remote;
 pub mod simd;
 #[doc(hidden)]
 pub mod testing;
@@ -30,6 +32,8 @@ pub use cpu::projection::{WeightLayout, fused_linear, fused_projection};
 pub use gpu::launches::{KernelTime, count_launches, time_launches};
 #[cfg(feature = "gpu")]
 pub use gpu::layout::{GPU_RECURRENCE_ENV, GpuRecurrence, UnknownGpuRecurrence};
+#[cfg(feature = "remote")]
+pub use remote::{host_fused_ops, host_no_fused_ops};
 
 /// One LSTM layer's recurrence over a whole sequence as one op with its own backward, where the
 /// tensors live on a backend with a kernel (flex; CubeCL with the `gpu` feature); `None`

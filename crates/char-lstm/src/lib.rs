@@ -37,3 +37,7 @@ pub use char_lstm_kernels::{GPU_RECURRENCE_ENV, GpuRecurrence, UnknownGpuRecurre
 /// Counts and times the GPU kernels some work launches (with the `gpu` feature).
 #[cfg(feature = "gpu")]
 pub use char_lstm_kernels::{KernelTime, count_launches, time_launches};
+/// The fused CPU ops hosted by a Burn remote server's flex devices for `--backend remote` clients,
+/// and the answer of a server of another backend that hosts none (with the `remote` feature).
+#[cfg(feature = "remote")]
+pub use char_lstm_kernels::{host_fused_ops, host_no_fused_ops};

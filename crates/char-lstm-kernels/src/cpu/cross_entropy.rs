@@ -6,7 +6,7 @@
 use burn::tensor::{Int, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::flex_op::{self, FlexOp};
+use crate::cpu::flex_op::{self, FlexOp, HostedOp};
 use crate::cpu::gates::exp;
 use crate::simd::per_simd_path;
 
@@ -18,7 +18,7 @@ const ROWS_PER_TASK: usize = 16;
 /// every target is a valid id; `None` otherwise. Returns `[1]`.
 pub fn fused_cross_entropy(logits: &Tensor<2>, targets: &Tensor<1, Int>) -> Option<Tensor<1>> {
     let [rows, vocab] = logits.dims();
-    if rows == 0 || !flex_op::lives_on_flex(logits) {
+    if rows == 0 || !flex_op::runs_ops(logits) {
         return None;
     }
     let targets: Vec<u32> = targets
@@ -32,10 +32,39 @@ pub fn fused_cross_entropy(logits: &Tensor<2>, targets: &Tensor<1, Int>) -> Opti
 }
 
 /// The loss of rows of `vocab` logits against `targets`, one per row.
-#[derive(Debug)]
-struct CrossEntropy {
+#[derive(Debug, Clone)]
+pub(crate) struct CrossEntropy {
     vocab: usize,
     targets: Vec<u32>,
+}
+
+impl HostedOp<1> for CrossEntropy {
+    const NAME: &'static str = "cross-entropy";
+
+    fn settings(&self) -> Vec<u64> {
+        let targets = self.targets.iter().map(|&t| u64::from(t));
+        std::iter::once(self.vocab as u64).chain(targets).collect()
+    }
+
+    fn from_settings(settings: &[u64]) -> Self {
+        CrossEntropy {
+            vocab: settings[0] as usize,
+            targets: settings[1..].iter().map(|&t| t as u32).collect(),
+        }
+    }
+
+    fn output_lens(&self, _: [usize; 1]) -> Vec<usize> {
+        vec![1, self.targets.len()]
+    }
+
+    fn saved_buffers(lse: Vec<f32>) -> Vec<Vec<f32>> {
+        vec![lse]
+    }
+
+    fn saved_from(buffers: Vec<Vec<f32>>) -> Vec<f32> {
+        let [lse] = <[Vec<f32>; 1]>::try_from(buffers).expect("the log-sum-exps");
+        lse
+    }
 }
 
 impl FlexOp<1> for CrossEntropy {

@@ -12,14 +12,19 @@ use crate::cpu::gates::cell_update;
 use crate::cpu::matmul::{Operand, Rhs, Threads, Write, matmul};
 
 /// A weight's values, copied out: from flex (without autodiff), or read back from a GPU (with
-/// the `gpu` feature), since one character at a time decodes faster on this machine's cores
-/// than as a chain of small kernels with a read of the logits each; `None` elsewhere.
+/// the `gpu` feature) or a remote server (with `remote`), since one character at a time
+/// decodes faster on this machine's cores than as a chain of small kernels, or of round trips,
+/// with a read of the logits each; `None` elsewhere.
 fn weight_values<const D: usize>(tensor: Tensor<D>) -> Option<Vec<f32>> {
     if let Ok(primitive) = tensor.clone().try_into_primitive::<Flex>() {
         return Some(values(&primitive).into_owned());
     }
     #[cfg(feature = "gpu")]
     if crate::gpu::gpu_primitive(&tensor).is_some() {
+        return tensor.into_data().try_into_vec::<f32>().ok();
+    }
+    #[cfg(feature = "remote")]
+    if crate::remote::remote_device(&tensor).is_some() && !tensor.device().is_autodiff() {
         return tensor.into_data().try_into_vec::<f32>().ok();
     }
     None

@@ -10,7 +10,7 @@ use burn::nn::Dropout;
 use burn::tensor::{Distribution, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::flex_op::{self, FlexOp};
+use crate::cpu::flex_op::{self, FlexOp, HostedOp};
 use crate::simd::per_simd_path;
 
 /// Elements per parallel task.
@@ -23,7 +23,7 @@ const CHUNK: usize = 1 << 14;
 pub fn fused_dropout<const D: usize>(dropout: &Dropout, input: Tensor<D>) -> Option<Tensor<D>> {
     let device = input.device();
     let active = dropout.training.is_enabled() && device.is_autodiff() && dropout.prob > 0.0;
-    if !active || !flex_op::lives_on_flex(&input) {
+    if !active || !flex_op::runs_ops(&input) {
         return None;
     }
     let draws = Tensor::<1>::random([2], Distribution::Default, &device.without_autodiff())
@@ -42,7 +42,7 @@ pub fn fused_dropout<const D: usize>(dropout: &Dropout, input: Tensor<D>) -> Opt
 
 /// Keeps element `i` when the top 24 bits of `hash(seed, i)` fall below `threshold`.
 #[derive(Debug, Clone, Copy)]
-struct Mask {
+pub(crate) struct Mask {
     seed: u64,
     /// `(1 - prob) * 2^24`.
     threshold: u64,
@@ -88,6 +88,32 @@ per_simd_path! {
             output[j] = if kept { values[j] * mask.scale } else { 0.0 };
         }
     }
+}
+
+impl HostedOp<1> for Mask {
+    const NAME: &'static str = "dropout";
+
+    fn settings(&self) -> Vec<u64> {
+        vec![self.seed, self.threshold, u64::from(self.scale.to_bits())]
+    }
+
+    fn from_settings(settings: &[u64]) -> Self {
+        Mask {
+            seed: settings[0],
+            threshold: settings[1],
+            scale: f32::from_bits(settings[2] as u32),
+        }
+    }
+
+    fn output_lens(&self, [input]: [usize; 1]) -> Vec<usize> {
+        vec![input]
+    }
+
+    fn saved_buffers((): ()) -> Vec<Vec<f32>> {
+        Vec::new()
+    }
+
+    fn saved_from(_: Vec<Vec<f32>>) {}
 }
 
 impl FlexOp<1> for Mask {

@@ -58,12 +58,40 @@ impl<O: FlexOp<N>, const N: usize> CustomOp<Flex, N> for O {
     }
 }
 
-/// Runs `op` on flat tensors that live on flex (with or without autodiff, without gradient
-/// checkpointing); `None` on any other backend.
-pub(crate) fn run<const N: usize, O: FlexOp<N>>(
+/// A [`FlexOp`] that the flex devices of a Burn remote server run for its clients
+/// (`crate::remote`): rebuilt there from its settings, with what its backward needs kept there
+/// as buffers.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) trait HostedOp<const N: usize>: FlexOp<N> + Clone {
+    /// The op's name in the ids of its custom operations.
+    const NAME: &'static str;
+
+    /// What the server needs besides the inputs to rebuild the op.
+    fn settings(&self) -> Vec<u64>;
+
+    /// The op from its [`HostedOp::settings`].
+    fn from_settings(settings: &[u64]) -> Self;
+
+    /// The lengths of the output, then of each buffer the backward needs, from the inputs'.
+    fn output_lens(&self, input_lens: [usize; N]) -> Vec<usize>;
+
+    /// What the backward needs, as buffers.
+    fn saved_buffers(saved: Self::Saved) -> Vec<Vec<f32>>;
+
+    /// What the backward needs, from its buffers.
+    fn saved_from(buffers: Vec<Vec<f32>>) -> Self::Saved;
+}
+
+/// Runs `op` on flat tensors that live on flex, or on a remote server whose flex devices host
+/// the ops (with or without autodiff, without gradient checkpointing); `None` anywhere else.
+pub(crate) fn run<const N: usize, O: HostedOp<N>>(
     op: O,
     inputs: [Tensor<1>; N],
 ) -> Option<Tensor<1>> {
+    #[cfg(feature = "remote")]
+    if crate::remote::hosts(&inputs[0]) {
+        return crate::remote::run(op, inputs);
+    }
     custom_op::run::<Flex, O, N>(op, inputs)
 }
 
@@ -72,8 +100,13 @@ pub(crate) fn flatten<const D: usize>(tensor: &Tensor<D>) -> Tensor<1> {
     tensor.clone().reshape([tensor.shape().num_elements()])
 }
 
-/// Whether `tensor` lives on flex, with or without autodiff: where [`run`] runs ops.
-pub(crate) fn lives_on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
+/// Whether [`run`] runs ops on `tensor`: it lives on flex (with or without autodiff), or on a
+/// remote server that hosts them.
+pub(crate) fn runs_ops<const D: usize>(tensor: &Tensor<D>) -> bool {
+    #[cfg(feature = "remote")]
+    if crate::remote::hosts(tensor) {
+        return true;
+    }
     let tensor = flatten(tensor);
     if tensor.device().is_autodiff() {
         <Flex as custom_op::OpBackend>::tracked(tensor.autodiff()).is_some()

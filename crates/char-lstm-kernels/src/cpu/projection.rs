@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::cpu::buffer;
-use crate::cpu::flex_op::{self, FlexOp};
+use crate::cpu::flex_op::{self, FlexOp, HostedOp};
 use crate::cpu::matmul::{Operand, Rhs, Threads, Write, matmul};
 
 /// How the weight of a projection is laid out.
@@ -64,8 +64,8 @@ pub fn fused_linear(linear: &Linear, input: &Tensor<3>) -> Option<Tensor<3>> {
 }
 
 /// The sizes and weight layout of one projection; inputs `x`, `W`, `b`.
-#[derive(Debug)]
-struct Projection {
+#[derive(Debug, Clone)]
+pub(crate) struct Projection {
     rows: usize,
     input_size: usize,
     output_size: usize,
@@ -94,6 +94,43 @@ impl Projection {
             }
         }
     }
+}
+
+impl HostedOp<3> for Projection {
+    const NAME: &'static str = "projection";
+
+    fn settings(&self) -> Vec<u64> {
+        let layout = match self.layout {
+            WeightLayout::OutputMajor => 0,
+            WeightLayout::InputMajor => 1,
+        };
+        let sizes = [self.rows, self.input_size, self.output_size].map(|n| n as u64);
+        [&sizes[..], &[layout]].concat()
+    }
+
+    fn from_settings(settings: &[u64]) -> Self {
+        let [rows, input_size, output_size] = [0, 1, 2].map(|i| settings[i] as usize);
+        let layout = match settings[3] {
+            0 => WeightLayout::OutputMajor,
+            _ => WeightLayout::InputMajor,
+        };
+        Projection {
+            rows,
+            input_size,
+            output_size,
+            layout,
+        }
+    }
+
+    fn output_lens(&self, _: [usize; 3]) -> Vec<usize> {
+        vec![self.rows * self.output_size]
+    }
+
+    fn saved_buffers((): ()) -> Vec<Vec<f32>> {
+        Vec::new()
+    }
+
+    fn saved_from(_: Vec<Vec<f32>>) {}
 }
 
 impl FlexOp<3> for Projection {

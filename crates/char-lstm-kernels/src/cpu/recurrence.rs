@@ -13,7 +13,7 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::cpu::buffer;
-use crate::cpu::flex_op::{self, FlexOp};
+use crate::cpu::flex_op::{self, FlexOp, HostedOp};
 use crate::cpu::gates::{cell_update, gate_gradients};
 use crate::cpu::matmul::{Operand, Rhs, Threads, Write, matmul};
 
@@ -56,11 +56,11 @@ pub(crate) fn recurrence(
 }
 
 /// The recurrence of one layer over a sequence: inputs `projected`, `W_hh`, `h_0`, `c_0`.
-#[derive(Debug)]
-struct Recurrence(Dims);
+#[derive(Debug, Clone)]
+pub(crate) struct Recurrence(Dims);
 
 /// What the backward needs from the forward besides its output.
-struct Activations {
+pub(crate) struct Activations {
     /// Gate activations `i, f, g, o`, `[batch, steps, 4 * hidden]`.
     gates: Vec<f32>,
     /// Cell states `c_1 .. c_T`, `[batch, steps, hidden]`.
@@ -82,6 +82,47 @@ impl FlexOp<4> for Recurrence {
         d_output: &[f32],
     ) -> [Vec<f32>; 4] {
         backward(self.0, weight, h0, c0, output, saved, d_output)
+    }
+}
+
+impl HostedOp<4> for Recurrence {
+    const NAME: &'static str = "recurrence";
+
+    fn settings(&self) -> Vec<u64> {
+        let Dims {
+            batch,
+            steps,
+            hidden,
+        } = self.0;
+        [batch, steps, hidden].map(|n| n as u64).to_vec()
+    }
+
+    fn from_settings(settings: &[u64]) -> Self {
+        let [batch, steps, hidden] = [0, 1, 2].map(|i| settings[i] as usize);
+        Recurrence(Dims {
+            batch,
+            steps,
+            hidden,
+        })
+    }
+
+    fn output_lens(&self, _: [usize; 4]) -> Vec<usize> {
+        let Dims {
+            batch,
+            steps,
+            hidden,
+        } = self.0;
+        let (output, gates, cells) = (batch * (steps + 1), batch * steps * 4, batch * steps);
+        [output, gates, cells].map(|rows| rows * hidden).to_vec()
+    }
+
+    fn saved_buffers(saved: Activations) -> Vec<Vec<f32>> {
+        vec![saved.gates, saved.cells]
+    }
+
+    fn saved_from(buffers: Vec<Vec<f32>>) -> Activations {
+        let [gates, cells] = <[Vec<f32>; 2]>::try_from(buffers).expect("gates and cells");
+        Activations { gates, cells }
     }
 }
 

@@ -135,6 +135,8 @@ impl<'m> Stepper<'m> {
             }
             return Stepper::Decoder(decoder);
         }
+        // The composed steps take their streams from the tokens they are fed.
+        let _ = streams;
         Stepper::Composed(Composed {
             model,
             context: context.to_vec(),

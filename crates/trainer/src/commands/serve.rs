@@ -34,10 +34,32 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     // Scripts wait for this line before they start a client.
     std::io::stdout().flush()?;
     let authorizer = TokenAuthorizer::new(token.secret.as_str()).map_err(|e| anyhow!("{e}"))?;
-    RemoteServer::new(devices)
-        .with_authorizer(authorizer)
+    let server = RemoteServer::new(devices).with_authorizer(authorizer);
+    with_fused_ops(server, args.backend)
         .serve(WebSocketTransport::from_listener(listener))
         .map_err(|e| anyhow!("trainer serve on ws://{address}: {e}"))
+}
+
+/// `server` hosting the fused CPU ops where its devices are flex; elsewhere telling clients that
+/// it hosts none, so they compose the model from Burn's tensor ops.
+#[cfg(feature = "remote")]
+fn with_fused_ops(
+    server: burn::server::RemoteServer,
+    backend: crate::backend::BackendKind,
+) -> burn::server::RemoteServer {
+    use crate::backend::BackendKind;
+    match backend {
+        BackendKind::Flex => char_lstm::host_fused_ops(server),
+        #[cfg(feature = "ndarray")]
+        BackendKind::Ndarray => char_lstm::host_no_fused_ops::<burn::backend::NdArray>(server),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        BackendKind::Wgpu | BackendKind::Cuda => {
+            char_lstm::host_no_fused_ops::<burn::backend::Cube>(server)
+        }
+        // `BackendKind::devices` has refused the rest: backends not built, and remote devices.
+        #[allow(unreachable_patterns)]
+        _ => server,
+    }
 }
 
 #[cfg(not(feature = "remote"))]
