@@ -22,6 +22,7 @@ use burn::remote::CustomOpClient;
 use burn::server::RemoteServer;
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 
+use crate::cpu::adam::{StepConstants, fused_update};
 use crate::cpu::cross_entropy::CrossEntropy;
 use crate::cpu::dropout::Mask;
 use crate::cpu::flex_op::{self, FlexOp, HostedOp};
@@ -33,6 +34,9 @@ op_backend!(Remote);
 
 /// The id of the question whether a server hosts the ops.
 const HOSTED: &str = "char-lstm/hosted";
+
+/// The id of Adam's step of one parameter.
+const ADAM: &str = "char-lstm/adam";
 
 /// The id of the custom operation of op `name`'s `pass` (`forward` or `backward`).
 fn id(name: &str, pass: &str) -> String {
@@ -145,9 +149,67 @@ fn ship(
     })
 }
 
+/// One step of Adam with `constants` of `param` (its gradient `grad`, the moments before, none
+/// at the first step) on the server of its remote device, where that hosts the ops: the new
+/// parameter and moments, as [`fused_update`] computes them there; `None` elsewhere.
+pub(crate) fn adam_step<const D: usize>(
+    constants: StepConstants,
+    param: &Tensor<D>,
+    grad: &Tensor<D>,
+    moments: Option<(Tensor<D>, Tensor<D>)>,
+) -> Option<[Tensor<D>; 3]> {
+    if !hosts(param) {
+        return None;
+    }
+    let shape = param.shape();
+    let flat = |t: &Tensor<D>| Remote::plain(t.clone().reshape([-1]));
+    let mut inputs = vec![flat(param)?, flat(grad)?];
+    if let Some((m, v)) = &moments {
+        inputs.extend([flat(m)?, flat(v)?]);
+    }
+    let k = constants;
+    let floats = [
+        k.beta_1,
+        k.beta_2,
+        k.combined_factor,
+        k.epsilon,
+        k.decay,
+        k.lr,
+    ];
+    let settings = floats.iter().map(|x| u64::from(x.to_bits()));
+    let settings = settings.chain([u64::from(k.first)]).collect();
+    let len = shape.num_elements();
+    let outputs = ship(ADAM.to_string(), inputs, &[len; 3], settings);
+    let outputs: [FloatTensor<Remote>; 3] = outputs.try_into().ok()?;
+    Some(outputs.map(|t| Remote::from_plain(t).reshape(shape.clone())))
+}
+
+/// The constants [`adam_step`] sent.
+fn adam_constants(settings: &[u64]) -> StepConstants {
+    let float = |i: usize| f32::from_bits(settings[i] as u32);
+    StepConstants {
+        beta_1: float(0),
+        beta_2: float(1),
+        combined_factor: float(2),
+        epsilon: float(3),
+        decay: float(4),
+        lr: float(5),
+        first: settings[6] == 1,
+    }
+}
+
 /// `server`, for flex devices, with the fused ops hosted and the clients' question answered.
 pub fn host_fused_ops(server: RemoteServer) -> RemoteServer {
-    let server = server.with_custom_op::<Flex, _>(HOSTED, answer::<Flex>(1.0));
+    let server = server
+        .with_custom_op::<Flex, _>(HOSTED, answer::<Flex>(1.0))
+        .with_custom_op::<Flex, _>(ADAM, |handles, ir, _| {
+            let constants = adam_constants(&settings(ir));
+            let mut received = received(handles, ir).into_iter();
+            let param = received.next().expect("the parameter");
+            let grad = received.next().expect("its gradient");
+            let moments = received.next().zip(received.next());
+            send(handles, ir, fused_update(constants, param, grad, moments));
+        });
     let server = host::<Recurrence, 4>(server);
     let server = host::<Projection, 3>(server);
     let server = host::<CrossEntropy, 1>(server);
@@ -179,11 +241,8 @@ fn host<O: HostedOp<N>, const N: usize>(server: RemoteServer) -> RemoteServer {
             let values: Vec<_> = received.iter().map(flex_op::values).collect();
             let inputs = std::array::from_fn(|i| values[i].as_ref());
             let (output, saved) = FlexOp::forward(&op, inputs);
-            send(
-                handles,
-                ir,
-                std::iter::once(output).chain(O::saved_buffers(saved)),
-            );
+            let outputs = std::iter::once(output).chain(O::saved_buffers(saved));
+            send(handles, ir, outputs.map(flex_op::flat));
         })
         .with_custom_op::<Flex, _>(&id(O::NAME, "backward"), |handles, ir, _| {
             let op = O::from_settings(&settings(ir));
@@ -195,7 +254,7 @@ fn host<O: HostedOp<N>, const N: usize>(server: RemoteServer) -> RemoteServer {
             let saved = O::saved_from(saved.iter().map(|buffer| buffer.to_vec()).collect());
             let inputs = std::array::from_fn(|i| inputs[i].as_ref());
             let gradients = FlexOp::backward(&op, inputs, output, &saved, d_output);
-            send(handles, ir, gradients);
+            send(handles, ir, gradients.map(flex_op::flat));
         })
 }
 
@@ -224,14 +283,14 @@ fn received(
         .collect()
 }
 
-/// Registers `buffers` as the op's outputs.
+/// Registers `tensors` as the op's outputs.
 fn send(
     handles: &mut HandleContainer<<Flex as BackendIr>::Handle>,
     ir: &CustomOpIr,
-    buffers: impl IntoIterator<Item = Vec<f32>>,
+    tensors: impl IntoIterator<Item = FlexTensor>,
 ) {
-    for (output, buffer) in ir.outputs.iter().zip(buffers) {
-        handles.register_float_tensor::<Flex>(&output.id, flex_op::flat(buffer));
+    for (output, tensor) in ir.outputs.iter().zip(tensors) {
+        handles.register_float_tensor::<Flex>(&output.id, tensor);
     }
 }
 
@@ -324,6 +383,53 @@ mod tests {
             ]
         };
         assert_eq!(run(&there), run(&here));
+    }
+
+    /// Adam's step of a parameter through a server that hosts the ops is the fused pass there:
+    /// the same bits as that pass here, at the first step (no moments yet) and after, with and
+    /// without weight decay.
+    #[test]
+    fn adam_through_the_server_is_the_fused_pass_there() {
+        let _rng = crate::testing::device_rng();
+        let there = served(host_fused_ops);
+        let here = Device::flex();
+        here.seed(3);
+        let random = || Tensor::<2>::random([37, 19], Distribution::Uniform(-1.0, 1.0), &here);
+        let [param, grad, m, v] = [random(), random(), random(), random().abs()];
+        for (decay, first) in [(1.0, true), (1.0, false), (0.995, false)] {
+            let constants = StepConstants {
+                beta_1: 0.9,
+                beta_2: 0.999,
+                combined_factor: 0.7,
+                epsilon: 1e-8,
+                decay,
+                lr: 0.01,
+                first,
+            };
+            let moments = |device: &Device| {
+                let on = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), device);
+                (!first).then(|| (on(&m), on(&v)))
+            };
+            let remote = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &there);
+            let shipped = adam_step(constants, &remote(&param), &remote(&grad), moments(&there))
+                .expect("hosted");
+            let flex = |t: &Tensor<2>| {
+                let flat: Tensor<1> = t.clone().reshape([-1]);
+                flat.try_into_primitive::<Flex>().expect("on flex")
+            };
+            let local = fused_update(
+                constants,
+                flex(&param),
+                flex(&grad),
+                moments(&here).map(|(m, v)| (flex(&m), flex(&v))),
+            );
+            for (shipped, local) in shipped.into_iter().zip(local) {
+                assert_eq!(
+                    values(shipped.reshape([-1])),
+                    flex_op::values(&local).to_vec()
+                );
+            }
+        }
     }
 
     /// A server of another backend says it hosts none: the ops are left to Burn's composed ones.

@@ -6,8 +6,8 @@
 //! where nothing else holds it), so a step allocates nothing for them. It computes what Burn's
 //! does, operation for operation, and keeps its state as Burn's `AdamState`, so checkpoints
 //! written with either load in the other. On Burn's CubeCL backend (a GPU, with the `gpu`
-//! feature) each parameter's step is one kernel (`gpu/adam.rs`); on other backends it is Burn's
-//! `Adam`.
+//! feature) each parameter's step is one kernel (`gpu/adam.rs`), on a remote server that hosts
+//! the fused ops (with `remote`) this pass there; on other backends it is Burn's `Adam`.
 //!
 //! With `weight_decay` it is AdamW (Loshchilov and Hutter; PyTorch's `AdamW`): every parameter
 //! is first scaled by `1 - lr * weight_decay`, then takes Adam's step. The decay is decoupled
@@ -87,8 +87,12 @@ impl Optimizer for FusedAdam {
             return (tensor, Some(state));
         }
         #[cfg(feature = "gpu")]
-        if let Some((tensor, state)) = self.gpu_step(lr, &tensor, &grad, state.as_ref()) {
-            return (tensor, Some(state));
+        if let Some(step) = self.step_by(crate::gpu::adam::step, lr, &tensor, &grad, &state) {
+            return step;
+        }
+        #[cfg(feature = "remote")]
+        if let Some(step) = self.step_by(crate::remote::adam_step, lr, &tensor, &grad, &state) {
+            return step;
         }
         if self.weight_decay == 0.0 {
             self.composed.step(lr, tensor, grad, state)
@@ -125,33 +129,36 @@ impl FusedAdam {
         }
     }
 
-    /// The step as one kernel per parameter on Burn's CubeCL backend (a GPU), where every
-    /// tensor lives there; `None` elsewhere.
-    #[cfg(feature = "gpu")]
-    fn gpu_step<const D: usize>(
+    /// The step by `pass` (one kernel on a GPU, one custom operation on a remote server), from
+    /// this step's constants, the parameter, its gradient and the moments before (none at the
+    /// first step) to the new parameter and moments, where `pass` runs; `None` elsewhere.
+    #[cfg(any(feature = "gpu", feature = "remote"))]
+    #[allow(clippy::type_complexity)]
+    fn step_by<const D: usize>(
         &self,
+        pass: fn(
+            StepConstants,
+            &Tensor<D>,
+            &Tensor<D>,
+            Option<(Tensor<D>, Tensor<D>)>,
+        ) -> Option<[Tensor<D>; 3]>,
         lr: LearningRate,
         tensor: &Tensor<D>,
         grad: &Tensor<D>,
-        state: Option<&AdamState<D>>,
-    ) -> Option<(Tensor<D>, AdamState<D>)> {
-        let momentum = state.map(|s| &s.momentum);
+        state: &Option<AdamState<D>>,
+    ) -> Option<(Tensor<D>, Option<AdamState<D>>)> {
+        let momentum = state.as_ref().map(|s| &s.momentum);
         if momentum.is_some_and(|m| m.max_moment_2.is_some()) {
             return None;
         }
         let time = momentum.map_or(0, |m| m.time) + 1;
         let moments = momentum.map(|m| (m.moment_1.clone(), m.moment_2.clone()));
-        let constants = self.constants(lr, time);
-        let [param, m, v] = crate::gpu::adam::step(constants, tensor, grad, moments)?;
-        Some((
-            param,
-            AdamState::new(AdaptiveMomentumState::new(time, m, v)),
-        ))
+        let [param, m, v] = pass(self.constants(lr, time), tensor, grad, moments)?;
+        let state = AdamState::new(AdaptiveMomentumState::new(time, m, v));
+        Some((param, Some(state)))
     }
 
-    /// The step on flex tensors ([`fusable`]), one pass over the values: the moments are
-    /// updated in place, and so is the parameter where nothing else holds it (else its new
-    /// values go to a new buffer).
+    /// The step on flex tensors ([`fusable`]).
     fn fused_step<const D: usize>(
         &self,
         lr: LearningRate,
@@ -164,55 +171,61 @@ impl FusedAdam {
             t.try_into_primitive::<Flex>()
                 .unwrap_or_else(|_| unreachable!("checked by `fusable`"))
         };
-        let (param, gradient) = (flex(tensor), flex(grad));
-        let moments = state.map(|s| {
-            let momentum = s.momentum;
-            (
-                flex(momentum.moment_1),
-                flex(momentum.moment_2),
-                momentum.time,
-            )
-        });
-        let time = moments.as_ref().map_or(0, |m| m.2) + 1;
-        let gradient = values(&gradient);
-        let len = gradient.len();
-        let (mut m, mut v) = match moments {
-            Some((m, v, _)) => (writable(m), writable(v)),
-            None => {
-                let zeros = || FlexTensor::from_data(TensorData::new(vec![0.0f32; len], [len]));
-                (zeros(), zeros())
-            }
-        };
+        let moments = state.map(|s| s.momentum);
+        let time = moments.as_ref().map_or(0, |m| m.time) + 1;
+        let moments = moments.map(|m| (flex(m.moment_1), flex(m.moment_2)));
         let constants = self.constants(lr, time);
-        const CHUNK: usize = 1 << 14;
-        let moments = storage(&mut m)
-            .par_chunks_mut(CHUNK)
-            .zip(storage(&mut v).par_chunks_mut(CHUNK))
-            .zip(gradient.par_chunks(CHUNK));
-        let mut param = param;
-        let param = if is_writable(&mut param) {
-            moments
-                .zip(storage(&mut param).par_chunks_mut(CHUNK))
-                .for_each(|(((m, v), g), p)| update_in_place(constants, p, m, v, g));
-            param
-        } else {
-            // Something else holds the parameter (the model it came from): the new values go
-            // to a new buffer in the same pass, rather than into a copy made first.
-            let old = values(&param);
-            let mut new = Vec::with_capacity(len);
-            moments
-                .zip(old.par_chunks(CHUNK))
-                .zip(new.spare_capacity_mut().par_chunks_mut(CHUNK))
-                .for_each(|((((m, v), g), p), out)| update_into(constants, p, out, m, v, g));
-            // SAFETY: the chunks above cover all `len` values of the spare capacity, and
-            // `update_into` wrote each value of its chunk.
-            unsafe { new.set_len(len) };
-            FlexTensor::from_data(TensorData::new(new, [len]))
-        };
+        let [param, m, v] = fused_update(constants, flex(tensor), flex(grad), moments);
         let on_flex = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t).reshape(shape.clone());
         let state = AdamState::new(AdaptiveMomentumState::new(time, on_flex(m), on_flex(v)));
         (on_flex(param), state)
     }
+}
+
+/// One step of Adam with `constants` on flat flex tensors, in one pass over the values: the
+/// moments (zeros at the first step) are updated in place, and so is the parameter where
+/// nothing else holds it (else its new values go to a new buffer). The new parameter and
+/// moments.
+pub(crate) fn fused_update(
+    constants: StepConstants,
+    mut param: FlexTensor,
+    gradient: FlexTensor,
+    moments: Option<(FlexTensor, FlexTensor)>,
+) -> [FlexTensor; 3] {
+    let gradient = values(&gradient);
+    let len = gradient.len();
+    let (mut m, mut v) = match moments {
+        Some((m, v)) => (writable(m), writable(v)),
+        None => {
+            let zeros = || FlexTensor::from_data(TensorData::new(vec![0.0f32; len], [len]));
+            (zeros(), zeros())
+        }
+    };
+    const CHUNK: usize = 1 << 14;
+    let moments = storage(&mut m)
+        .par_chunks_mut(CHUNK)
+        .zip(storage(&mut v).par_chunks_mut(CHUNK))
+        .zip(gradient.par_chunks(CHUNK));
+    let param = if is_writable(&mut param) {
+        moments
+            .zip(storage(&mut param).par_chunks_mut(CHUNK))
+            .for_each(|(((m, v), g), p)| update_in_place(constants, p, m, v, g));
+        param
+    } else {
+        // Something else holds the parameter (the model it came from): the new values go to a
+        // new buffer in the same pass, rather than into a copy made first.
+        let old = values(&param);
+        let mut new = Vec::with_capacity(len);
+        moments
+            .zip(old.par_chunks(CHUNK))
+            .zip(new.spare_capacity_mut().par_chunks_mut(CHUNK))
+            .for_each(|((((m, v), g), p), out)| update_into(constants, p, out, m, v, g));
+        // SAFETY: the chunks above cover all `len` values of the spare capacity, and
+        // `update_into` wrote each value of its chunk.
+        unsafe { new.set_len(len) };
+        FlexTensor::from_data(TensorData::new(new, [len]))
+    };
+    [param, m, v]
 }
 
 /// What one step of Adam computes each value's update from.
