@@ -2,9 +2,10 @@
 # Training through `trainer serve` on this machine against training here: starts a server of
 # one flex device on a loopback port, then alternates `trainer bench` of CONFIG (default the
 # smoke config) locally and with `--backend remote` for ROUNDS rounds (default 3); prints each
-# round's step times and the medians. The remote runs compose the LSTM from Burn's tensor ops
-# (the fused kernels are not yet hosted as custom ops of the server), so the local runs are
-# given `--lstm composed` too, beside the default fused local step.
+# round's step times and the medians. The server hosts the fused CPU ops (custom operations of
+# its flex device), so the remote step is the local fused step plus what travels; the local
+# `--lstm composed` step is beside them for scale (a remote server of another backend, or a
+# build before the ops were hosted, composes the LSTM from Burn's tensor ops).
 #
 #   scripts/bench-remote.sh                                   (BIN, CONFIG, ROUNDS, STEPS)
 #   CONFIG=configs/default.toml STEPS=5 scripts/bench-remote.sh
