@@ -68,11 +68,21 @@ pub(crate) fn hosts<const D: usize>(tensor: &Tensor<D>) -> bool {
 }
 
 /// The server's answer to [`HOSTED`].
+///
+/// # Panics
+/// Where the server has no answer: its session has stopped on the unknown operation, so no op
+/// can run there any more.
 fn ask_hosted(device: &RemoteDevice) -> bool {
     let client = CustomOpClient::new(device);
     let answer = TensorIr::uninit(client.create_empty_handle(), Shape::from([1]), DType::F32);
     let answer = client.register(CustomOpIr::new(HOSTED, &[], &[answer]));
-    let values = Remote::from_plain(answer.into_iter().next().expect("one output")).into_data();
+    let answer = Remote::from_plain(answer.into_iter().next().expect("one output"));
+    let values = answer.try_into_data().unwrap_or_else(|_| {
+        panic!(
+            "the server cannot say whether it hosts char-lstm's fused ops: it is not a \
+             `trainer serve` of this version or later"
+        )
+    });
     values.iter::<f32>().next() == Some(1.0)
 }
 
@@ -430,6 +440,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A server that cannot answer the question (plain Burn's, or an older `trainer serve`)
+    /// stops the client with a message that says so, rather than a decoding error.
+    #[test]
+    #[should_panic(expected = "cannot say whether it hosts char-lstm's fused ops")]
+    fn a_server_that_cannot_answer_is_named_as_such() {
+        let there = served(|server| server);
+        crate::fused_projection(
+            &Tensor::<2>::zeros([2, 3], &there),
+            &Tensor::<2>::zeros([4, 3], &there),
+            &Tensor::<1>::zeros([4], &there),
+            crate::WeightLayout::OutputMajor,
+        );
     }
 
     /// A server of another backend says it hosts none: the ops are left to Burn's composed ones.
