@@ -177,7 +177,19 @@ pub(crate) fn adam_step<const D: usize>(
     if let Some((m, v)) = &moments {
         inputs.extend([flat(m)?, flat(v)?]);
     }
-    let k = constants;
+    let len = shape.num_elements();
+    let outputs = ship(
+        ADAM.to_string(),
+        inputs,
+        &[len; 3],
+        adam_settings(constants),
+    );
+    let outputs: [FloatTensor<Remote>; 3] = outputs.try_into().ok()?;
+    Some(outputs.map(|t| Remote::from_plain(t).reshape(shape.clone())))
+}
+
+/// Adam's constants as settings of its custom operation.
+fn adam_settings(k: StepConstants) -> Vec<u64> {
     let floats = [
         k.beta_1,
         k.beta_2,
@@ -186,15 +198,11 @@ pub(crate) fn adam_step<const D: usize>(
         k.decay,
         k.lr,
     ];
-    let settings = floats.iter().map(|x| u64::from(x.to_bits()));
-    let settings = settings.chain([u64::from(k.first)]).collect();
-    let len = shape.num_elements();
-    let outputs = ship(ADAM.to_string(), inputs, &[len; 3], settings);
-    let outputs: [FloatTensor<Remote>; 3] = outputs.try_into().ok()?;
-    Some(outputs.map(|t| Remote::from_plain(t).reshape(shape.clone())))
+    let floats = floats.iter().map(|x| u64::from(x.to_bits()));
+    floats.chain([u64::from(k.first)]).collect()
 }
 
-/// The constants [`adam_step`] sent.
+/// The constants of [`adam_settings`].
 fn adam_constants(settings: &[u64]) -> StepConstants {
     let float = |i: usize| f32::from_bits(settings[i] as u32);
     StepConstants {
