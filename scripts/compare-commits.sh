@@ -4,8 +4,11 @@
 # then runs `trainer bench --with-nn-lstm` (default model size, tiny-shakespeare) ROUNDS times
 # (default 4) for each, one after the other, and prints each run's step times and the medians.
 # `burn::nn::Lstm`'s step shows whether the two commits ran on a machine in the same state.
+# MEASURE=sampling compares sampling instead: one stream and 32 streams, in characters per
+# second (`trainer bench`'s own sample length, one training step).
 #
-#   scripts/compare-commits.sh BEFORE AFTER      e.g. scripts/compare-commits.sh HEAD~1 HEAD
+#   [TEXT=file] [ROUNDS=n] [MEASURE=training|sampling] scripts/compare-commits.sh BEFORE AFTER
+#   e.g. scripts/compare-commits.sh HEAD~1 HEAD
 #
 # Needs ../shared/datasets/tinyshakespeare.txt.
 set -euo pipefail
@@ -28,24 +31,37 @@ done
 # The last build replaced this checkout's binary: build it again from the working tree.
 cargo build -q --release -p trainer
 
-python3 - "$work" "$text" "${ROUNDS:-4}" "$1" "$2" <<'PY'
+case "${MEASURE:-training}" in
+    training|sampling) ;;
+    *) echo "$0: MEASURE=$MEASURE: expected training or sampling" >&2; exit 2 ;;
+esac
+python3 - "$work" "$text" "${ROUNDS:-4}" "${MEASURE:-training}" "$1" "$2" <<'PY'
 import json, statistics, subprocess, sys
-work, text, rounds, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-steps = {name: ([], []) for name in names}
+work, text, rounds, measure, names = (sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4],
+                                      sys.argv[5:])
+if measure == "training":
+    flags = ["--steps", "10", "--warmup", "2", "--sample-length", "1", "--with-nn-lstm"]
+    columns = {"step": lambda r: r["train_step_ms_median"],
+               "burn::nn::Lstm": lambda r: 32 * 50 * 1000 / r["nn_lstm_train_chars_per_s"]}
+    unit = "ms"
+else:
+    flags = ["--steps", "1", "--warmup", "0"]
+    columns = {"1 stream": lambda r: r["sample_chars_per_s"],
+               "32 streams": lambda r: r["sample32_chars_per_s"]}
+    unit = "chars/s"
+values = {name: {column: [] for column in columns} for name in names}
 for n in range(1, rounds + 1):
     for side, name in enumerate(names, 1):
         out = subprocess.run([f"{work}/trainer{side}", "bench", "--config", "configs/default.toml",
                               "--set", f"data.path={json.dumps(text)}", "--set",
-                              "data.valid_fraction=0.1", "--steps", "10", "--warmup", "2",
-                              "--sample-length", "1", "--with-nn-lstm"],
+                              "data.valid_fraction=0.1", *flags],
                              check=True, capture_output=True, text=True).stdout
         result = json.loads(out.strip().splitlines()[-1])
-        ours = result["train_step_ms_median"]
-        nn_lstm = 32 * 50 * 1000 / result["nn_lstm_train_chars_per_s"]
-        steps[name][0].append(ours)
-        steps[name][1].append(nn_lstm)
-        print(f"round {n}, {name}: step {ours:.1f} ms, burn::nn::Lstm {nn_lstm:.0f} ms")
-for name, (ours, nn_lstm) in steps.items():
-    print(f"median, {name}: step {statistics.median(ours):.1f} ms, "
-          f"burn::nn::Lstm {statistics.median(nn_lstm):.0f} ms")
+        for column, read in columns.items():
+            values[name][column].append(read(result))
+        print(f"round {n}, {name}: " + ", ".join(
+            f"{column} {values[name][column][-1]:.1f} {unit}" for column in columns))
+for name, by_column in values.items():
+    print(f"median, {name}: " + ", ".join(
+        f"{column} {statistics.median(v):.1f} {unit}" for column, v in by_column.items()))
 PY

@@ -28,6 +28,7 @@ pub use cpu::decoder::{Decoder, DecoderWeights, LayerTensors};
 pub use cpu::dropout::fused_dropout;
 pub use cpu::grad_norm::fused_sum_of_squares;
 pub use cpu::projection::{WeightLayout, fused_linear, fused_projection};
+pub use cpu::softmax::softmax_weights;
 #[cfg(feature = "gpu")]
 pub use gpu::launches::{KernelTime, count_launches, time_launches};
 #[cfg(feature = "gpu")]

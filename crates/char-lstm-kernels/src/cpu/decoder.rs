@@ -172,6 +172,14 @@ impl Decoder {
     /// # Panics
     /// If `tokens` does not hold one token per stream, or a token is outside the vocabulary.
     pub fn step(&mut self, tokens: &[u32]) -> &[f32] {
+        // On a worker of the thread pool, each product's split over the cores is a join among
+        // workers that are awake, not a handoff from outside the pool that wakes them.
+        rayon::scope(|_| self.advance(tokens));
+        &self.logits
+    }
+
+    /// [`Decoder::step`]'s work, into `self.logits`.
+    fn advance(&mut self, tokens: &[u32]) {
         let w = &*self.weights;
         let (h, g4, streams) = (w.hidden, 4 * w.hidden, self.streams);
         assert_eq!(tokens.len(), streams, "one token per stream");
@@ -226,7 +234,6 @@ impl Decoder {
             &w.output,
             Threads::All,
         );
-        &self.logits
     }
 }
 

@@ -11,4 +11,5 @@ pub(crate) mod grad_norm;
 pub(crate) mod matmul;
 pub(crate) mod projection;
 pub(crate) mod recurrence;
+pub(crate) mod softmax;
 mod tile;

@@ -4,6 +4,22 @@ use burn::config::Config;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+#[cfg(feature = "kernels")]
+use char_lstm_kernels::softmax_weights;
+
+/// The softmax's weights before normalizing, `e^((l - max) / temperature)`, with libm's `exp`
+/// per token (the kernels crate's version is one vectorized pass).
+#[cfg(not(feature = "kernels"))]
+fn softmax_weights(logits: &[f32], temperature: f64, weights: &mut Vec<f64>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    weights.clear();
+    weights.extend(
+        logits
+            .iter()
+            .map(|&l| ((l as f64 - max) / temperature).exp()),
+    );
+}
+
 /// How the next token is drawn from the model's logits.
 #[derive(Config, Debug, PartialEq)]
 pub struct SamplingConfig {
@@ -61,6 +77,7 @@ impl SamplingConfig {
             keys: Vec::new(),
             scratch_keys: Vec::new(),
             scratch_order: Vec::new(),
+            block_sums: Vec::new(),
         })
     }
 }
@@ -80,6 +97,8 @@ pub struct Sampler {
     keys: Vec<u64>,
     scratch_keys: Vec<u64>,
     scratch_order: Vec<u32>,
+    /// The sums of blocks of [`BLOCK`] weights, see [`draw_in_order`].
+    block_sums: Vec<f64>,
 }
 
 impl Sampler {
@@ -92,13 +111,7 @@ impl Sampler {
         if self.temperature == 0.0 {
             return argmax(logits);
         }
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        self.probs.clear();
-        self.probs.extend(
-            logits
-                .iter()
-                .map(|&l| ((l as f64 - max) / self.temperature).exp()),
-        );
+        softmax_weights(logits, self.temperature, &mut self.probs);
         let mut keep = if self.top_k == 0 {
             logits.len()
         } else {
@@ -106,11 +119,8 @@ impl Sampler {
         };
         if keep == logits.len() && self.top_p >= 1.0 {
             // Every token is kept: no order is needed, so the draw walks the ids in order.
-            return draw(
-                0..logits.len() as u32,
-                &self.probs,
-                self.rng.random::<f64>(),
-            );
+            let uniform = self.rng.random::<f64>();
+            return draw_in_order(&self.probs, &mut self.block_sums, uniform);
         }
         self.sort_most_likely(keep);
         let probs = &self.probs;
@@ -172,22 +182,67 @@ impl Sampler {
 }
 
 /// The one of `ids` whose share of their total weight holds `uniform` of it, walking `ids` in
-/// the order given; rounding's last sliver of mass goes to the last one with weight.
+/// the order given.
 fn draw(ids: impl Iterator<Item = u32> + Clone, weights: &[f64], uniform: f64) -> u32 {
     let mass: f64 = ids.clone().map(|id| weights[id as usize]).sum();
-    let mut draw = uniform * mass;
+    walk(ids, weights, uniform * mass)
+}
+
+/// The id where `target` of weight, counted from the first of `ids`, runs out; rounding's last
+/// sliver of mass goes to the last one with weight.
+fn walk(ids: impl Iterator<Item = u32>, weights: &[f64], mut target: f64) -> u32 {
     let mut last = 0;
     for id in ids {
         let w = weights[id as usize];
         if w > 0.0 {
-            draw -= w;
+            target -= w;
             last = id;
-            if draw < 0.0 {
+            if target < 0.0 {
                 break;
             }
         }
     }
     last
+}
+
+/// Weights per block of [`draw_in_order`].
+const BLOCK: usize = 64;
+
+/// [`draw`] over every id in order, in two levels: the sums of blocks of [`BLOCK`] weights
+/// (summed in lanes, so they vectorize) find the block the draw falls in, and only that block
+/// is walked one weight at a time. `block_sums` is scratch.
+fn draw_in_order(weights: &[f64], block_sums: &mut Vec<f64>, uniform: f64) -> u32 {
+    block_sums.clear();
+    block_sums.extend(weights.chunks(BLOCK).map(sum_in_lanes));
+    let mut target = uniform * block_sums.iter().sum::<f64>();
+    let mut block = 0;
+    for (index, &sum) in block_sums.iter().enumerate() {
+        if sum > 0.0 {
+            block = index;
+        }
+        if target < sum {
+            break;
+        }
+        target -= sum;
+    }
+    walk(
+        (block * BLOCK) as u32..weights.len() as u32,
+        weights,
+        target,
+    )
+}
+
+/// The sum of `values` in 8 running sums, which the compiler keeps in vector registers.
+fn sum_in_lanes(values: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    lanes.iter().chain(rest).sum()
 }
 
 fn argmax(logits: &[f32]) -> u32 {
@@ -256,6 +311,45 @@ mod tests {
                 (*count as f64 / n as f64 - expected).abs() < 0.015,
                 "{counts:?}"
             );
+        }
+    }
+
+    /// The two-level draw picks what walking every id does: weights that are small integers
+    /// sum exactly in any order, so the two must agree at every uniform, zero blocks, a short
+    /// last block and the very ends included.
+    #[test]
+    fn the_draw_in_blocks_picks_what_the_walk_picks() {
+        let mut block_sums = Vec::new();
+        for len in [1, 7, 64, 65, 200, 6_001] {
+            let weights: Vec<f64> = (0..len)
+                .map(|i: usize| {
+                    if (i / 64) % 3 == 1 {
+                        0.0
+                    } else {
+                        ((i * 37) % 5) as f64
+                    }
+                })
+                .collect();
+            if weights.iter().all(|&w| w == 0.0) {
+                continue;
+            }
+            let mass: f64 = weights.iter().sum();
+            for step in 0..=1_000 {
+                let uniform = (f64::from(step) / 1_000.0).min(1.0 - f64::EPSILON);
+                let ids = 0..len as u32;
+                assert_eq!(
+                    draw_in_order(&weights, &mut block_sums, uniform),
+                    draw(ids, &weights, uniform),
+                    "len {len}, uniform {uniform}"
+                );
+            }
+            // Every token with weight is reached at the uniform of its own first sliver.
+            let mut before = 0.0;
+            for (id, &w) in weights.iter().enumerate().filter(|(_, w)| **w > 0.0) {
+                let drawn = draw_in_order(&weights, &mut block_sums, (before + 0.5) / mass);
+                assert_eq!(drawn as usize, id, "len {len}");
+                before += w;
+            }
         }
     }
 
