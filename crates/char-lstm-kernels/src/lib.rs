@@ -33,6 +33,8 @@ pub use cpu::softmax::softmax_weights;
 pub use gpu::launches::{KernelTime, count_launches, time_launches};
 #[cfg(feature = "gpu")]
 pub use gpu::layout::{GPU_RECURRENCE_ENV, GpuRecurrence, UnknownGpuRecurrence};
+#[cfg(all(feature = "gpu", feature = "remote"))]
+pub use remote::host_gpu_ops;
 #[cfg(feature = "remote")]
 pub use remote::{host_fused_ops, host_no_fused_ops};
 

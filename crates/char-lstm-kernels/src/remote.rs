@@ -1,14 +1,17 @@
-//! The fused CPU ops on the flex devices of a Burn remote server (`trainer serve`): a client on
-//! `--backend remote` runs each of them there as Burn custom operations, one message an op,
-//! instead of the many tensor ops (and round trips) of the composed forward and backward.
+//! Our ops on the devices of a Burn remote server (`trainer serve`): a client on `--backend
+//! remote` runs each of them there as Burn custom operations, one message an op, instead of the
+//! many tensor ops (and round trips) of the composed forward and backward. A server of flex
+//! devices hosts the fused CPU ops; one of GPU devices (with the `gpu` feature) the recurrence
+//! and Adam as GPU kernels, and leaves the rest to Burn's composed ops.
 //!
-//! A [`HostedOp`] travels as two custom operations, `char-lstm/{name}/forward` and
-//! `char-lstm/{name}/backward`. The forward's outputs are the op's output and the buffers its
-//! backward needs, which stay on the server as tensors; the backward takes the inputs, the output,
-//! those buffers and the output's gradient, and returns the inputs' gradients. A server that hosts
-//! them answers `char-lstm/hosted` with 1 ([`host_fused_ops`]), one of another backend with 0
-//! ([`host_no_fused_ops`]); a client asks each device once, and composes the ops where the answer
-//! is 0. A server that registered neither (plain Burn, or a `trainer serve` older than this) fails
+//! An op travels as two custom operations, `char-lstm/{name}/forward` and
+//! `char-lstm/{name}/backward`, with the settings of its CPU form ([`HostedOp`]) whatever the
+//! server runs. The forward's outputs are the op's output and the buffers its backward needs,
+//! which stay on the server as tensors; the backward takes the inputs, the output, those buffers
+//! and the output's gradient, and returns the inputs' gradients. A server of this crate answers
+//! `char-lstm/hosted` with one flag per op of [`OPS`] ([`host_fused_ops`], [`host_gpu_ops`],
+//! [`host_no_fused_ops`]); a client asks each device once, and composes the ops it does not
+//! host. A server that registered none (plain Burn, or a `trainer serve` older than this) fails
 //! that first question.
 
 use std::sync::{Mutex, PoisonError};
@@ -17,7 +20,7 @@ use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ir::{BackendIr, CustomOpIr, HandleContainer, ScalarIr, TensorIr};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{DispatchDevice, Flex, Remote, RemoteDevice};
+use burn::backend::{Backend, DispatchDevice, Flex, Remote, RemoteDevice};
 use burn::remote::CustomOpClient;
 use burn::server::RemoteServer;
 use burn::tensor::{DType, Shape, Tensor, TensorData};
@@ -25,20 +28,30 @@ use burn::tensor::{DType, Shape, Tensor, TensorData};
 use crate::cpu::adam::{StepConstants, fused_update};
 use crate::cpu::cross_entropy::CrossEntropy;
 use crate::cpu::dropout::Mask;
-use crate::cpu::flex_op::{self, FlexOp, HostedOp};
+use crate::cpu::flex_op::{self, HostedOp};
 use crate::cpu::projection::Projection;
 use crate::cpu::recurrence::Recurrence;
 use crate::custom_op::{self, CustomOp, OpBackend, op_backend};
 
 op_backend!(Remote);
 
-/// The id of the question whether a server hosts the ops.
+/// The id of the question which ops a server hosts.
 const HOSTED: &str = "char-lstm/hosted";
 
-/// The id of Adam's step of one parameter.
-const ADAM: &str = "char-lstm/adam";
+/// The name of Adam's step of one parameter, an op without autodiff.
+const ADAM: &str = "adam";
 
-/// The id of the custom operation of op `name`'s `pass` (`forward` or `backward`).
+/// The ops a server may host, in the order of the flags that answer [`HOSTED`].
+const OPS: [&str; 5] = [
+    Recurrence::NAME,
+    Projection::NAME,
+    CrossEntropy::NAME,
+    Mask::NAME,
+    ADAM,
+];
+
+/// The id of the custom operation of op `name`'s `pass` (`forward` or `backward`; Adam's
+/// `step`).
 fn id(name: &str, pass: &str) -> String {
     format!("char-lstm/{name}/{pass}")
 }
@@ -51,39 +64,54 @@ pub(crate) fn remote_device<const D: usize>(tensor: &Tensor<D>) -> Option<Remote
     }
 }
 
-/// Whether `tensor` lives on a remote device whose server hosts the ops; asks the server the first
-/// time for each device.
-pub(crate) fn hosts<const D: usize>(tensor: &Tensor<D>) -> bool {
-    static ANSWERS: Mutex<Vec<(RemoteDevice, bool)>> = Mutex::new(Vec::new());
+/// Whether `tensor` lives on a remote device whose server hosts op `name`; asks the server the
+/// first time for each device.
+pub(crate) fn hosts<const D: usize>(tensor: &Tensor<D>, name: &str) -> bool {
+    static ANSWERS: Mutex<Vec<(RemoteDevice, Vec<&str>)>> = Mutex::new(Vec::new());
     let Some(device) = remote_device(tensor) else {
         return false;
     };
     let mut answers = ANSWERS.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((_, hosted)) = answers.iter().find(|(known, _)| *known == device) {
-        return *hosted;
-    }
-    let hosted = ask_hosted(&device);
-    answers.push((device, hosted));
-    hosted
+    let index = match answers.iter().position(|(known, _)| *known == device) {
+        Some(index) => index,
+        None => {
+            let hosted = ask_hosted(&device);
+            answers.push((device, hosted));
+            answers.len() - 1
+        }
+    };
+    answers[index].1.contains(&name)
 }
 
-/// The server's answer to [`HOSTED`].
+/// The ops of [`OPS`] the server hosts, from its answer to [`HOSTED`].
 ///
 /// # Panics
 /// Where the server has no answer: its session has stopped on the unknown operation, so no op
 /// can run there any more.
-fn ask_hosted(device: &RemoteDevice) -> bool {
+fn ask_hosted(device: &RemoteDevice) -> Vec<&'static str> {
     let client = CustomOpClient::new(device);
-    let answer = TensorIr::uninit(client.create_empty_handle(), Shape::from([1]), DType::F32);
+    let answer = TensorIr::uninit(
+        client.create_empty_handle(),
+        Shape::from([OPS.len()]),
+        DType::F32,
+    );
     let answer = client.register(CustomOpIr::new(HOSTED, &[], &[answer]));
     let answer = Remote::from_plain(answer.into_iter().next().expect("one output"));
-    let values = answer.try_into_data().unwrap_or_else(|_| {
-        panic!(
-            "the server cannot say whether it hosts char-lstm's fused ops: it is not a \
-             `trainer serve` of this version or later"
-        )
-    });
-    values.iter::<f32>().next() == Some(1.0)
+    let flags = answer
+        .try_into_data()
+        .ok()
+        .and_then(|data| data.try_to_vec::<f32>().ok())
+        .filter(|flags| flags.len() == OPS.len())
+        .unwrap_or_else(|| {
+            panic!(
+                "the server cannot say which of char-lstm's fused ops it hosts: it is not a \
+                 `trainer serve` of this version or later"
+            )
+        });
+    OPS.into_iter()
+        .zip(flags)
+        .filter_map(|(name, flag)| (flag == 1.0).then_some(name))
+        .collect()
 }
 
 /// Runs `op` on its server, as [`flex_op::run`] does on flex.
@@ -168,7 +196,7 @@ pub(crate) fn adam_step<const D: usize>(
     grad: &Tensor<D>,
     moments: Option<(Tensor<D>, Tensor<D>)>,
 ) -> Option<[Tensor<D>; 3]> {
-    if !hosts(param) {
+    if !hosts(param, ADAM) {
         return None;
     }
     let shape = param.shape();
@@ -179,7 +207,7 @@ pub(crate) fn adam_step<const D: usize>(
     }
     let len = shape.num_elements();
     let outputs = ship(
-        ADAM.to_string(),
+        id(ADAM, "step"),
         inputs,
         &[len; 3],
         adam_settings(constants),
@@ -216,64 +244,135 @@ fn adam_constants(settings: &[u64]) -> StepConstants {
     }
 }
 
-/// `server`, for flex devices, with the fused ops hosted and the clients' question answered.
+/// `server`, for flex devices, with the fused CPU ops hosted and the clients' question answered.
 pub fn host_fused_ops(server: RemoteServer) -> RemoteServer {
-    let server = server
-        .with_custom_op::<Flex, _>(HOSTED, answer::<Flex>(1.0))
-        .with_custom_op::<Flex, _>(ADAM, |handles, ir, _| {
-            let constants = adam_constants(&settings(ir));
-            let mut received = received(handles, ir).into_iter();
-            let param = received.next().expect("the parameter");
-            let grad = received.next().expect("its gradient");
-            let moments = received.next().zip(received.next());
-            send(handles, ir, fused_update(constants, param, grad, moments));
-        });
-    let server = host::<Recurrence, 4>(server);
-    let server = host::<Projection, 3>(server);
-    let server = host::<CrossEntropy, 1>(server);
-    host::<Mask, 1>(server)
+    let server = server.with_custom_op::<Flex, _>(HOSTED, answer::<Flex>(&OPS));
+    let server = host_adam::<Flex>(server, fused_update);
+    let server = host::<Flex, Recurrence, 4>(server);
+    let server = host::<Flex, Projection, 3>(server);
+    let server = host::<Flex, CrossEntropy, 1>(server);
+    host::<Flex, Mask, 1>(server)
+}
+
+/// `server`, for GPU devices (Burn's CubeCL backend: wgpu, cuda), with the recurrence and
+/// Adam hosted as GPU kernels and the clients' question answered; the recurrence only in the
+/// per-step layout (the default), which fits any size.
+#[cfg(feature = "gpu")]
+pub fn host_gpu_ops(server: RemoteServer) -> RemoteServer {
+    use crate::gpu::layout::GpuRecurrence;
+    use burn_cubecl::Cube;
+
+    let hosted: &[&str] = match GpuRecurrence::active() {
+        GpuRecurrence::PerStep => &[Recurrence::NAME, ADAM],
+        GpuRecurrence::PerRow => &[ADAM],
+    };
+    let server = server.with_custom_op::<Cube, _>(HOSTED, answer::<Cube>(hosted));
+    let server = host_adam::<Cube>(server, crate::gpu::adam::update);
+    host::<Cube, crate::gpu::recurrence::Recurrence, 4>(server)
 }
 
 /// `server`, for devices of backend `B`, telling clients that it hosts no fused ops, so that they
 /// compose theirs.
 pub fn host_no_fused_ops<B: BackendIr>(server: RemoteServer) -> RemoteServer {
-    server.with_custom_op::<B, _>(HOSTED, answer::<B>(0.0))
+    server.with_custom_op::<B, _>(HOSTED, answer::<B>(&[]))
 }
 
-/// A handler that answers [`HOSTED`] with `value`.
+/// A handler that answers [`HOSTED`]: 1 for each op of [`OPS`] in `hosted`, else 0.
 fn answer<B: BackendIr>(
-    value: f32,
+    hosted: &'static [&'static str],
 ) -> impl Fn(&mut HandleContainer<B::Handle>, &CustomOpIr, &B::Device) + Send + Sync + 'static {
     move |handles, ir, device| {
-        let answer = B::float_from_data(TensorData::new(vec![value], [1]), device);
+        let flags = OPS.map(|name| if hosted.contains(&name) { 1.0f32 } else { 0.0 });
+        let answer = B::float_from_data(TensorData::new(flags.to_vec(), [OPS.len()]), device);
         handles.register_float_tensor::<B>(&ir.outputs[0].id, answer);
     }
 }
 
-/// `server` with `O`'s forward and backward as handlers.
-fn host<O: HostedOp<N>, const N: usize>(server: RemoteServer) -> RemoteServer {
+/// An op that a remote server's devices of backend `B` run for clients that send
+/// [`ServedOp::Sent`].
+pub(crate) trait ServedOp<B: Backend, const N: usize>: CustomOp<B, N> {
+    /// The op as clients send it: its name and settings.
+    type Sent: HostedOp<N>;
+
+    /// The op that runs `sent` here.
+    fn served(sent: Self::Sent) -> Self;
+
+    /// What the backward needs, as flat tensors: the forward's outputs after its output.
+    fn saved_buffers(saved: Self::Saved) -> Vec<FloatTensor<B>>;
+
+    /// What the backward needs, from [`ServedOp::saved_buffers`] as the backward receives them.
+    fn saved_from(&self, buffers: Vec<FloatTensor<B>>) -> Self::Saved;
+}
+
+/// The CPU ops run on flex as they run on flex at a client.
+impl<O: HostedOp<N>, const N: usize> ServedOp<Flex, N> for O {
+    type Sent = O;
+
+    fn served(sent: O) -> O {
+        sent
+    }
+
+    fn saved_buffers(saved: O::Saved) -> Vec<FlexTensor> {
+        O::saved_buffers(saved)
+            .into_iter()
+            .map(flex_op::flat)
+            .collect()
+    }
+
+    fn saved_from(&self, buffers: Vec<FlexTensor>) -> O::Saved {
+        O::saved_from(
+            buffers
+                .iter()
+                .map(|buffer| flex_op::values(buffer).into_owned())
+                .collect(),
+        )
+    }
+}
+
+/// `server` with `O`'s forward and backward as handlers for devices of backend `B`.
+fn host<B: BackendIr, O: ServedOp<B, N>, const N: usize>(server: RemoteServer) -> RemoteServer {
+    let name = <O::Sent as HostedOp<N>>::NAME;
+    let op = |ir: &CustomOpIr| O::served(O::Sent::from_settings(&settings(ir)));
     server
-        .with_custom_op::<Flex, _>(&id(O::NAME, "forward"), |handles, ir, _| {
-            let op = O::from_settings(&settings(ir));
-            let received = received(handles, ir);
-            let values: Vec<_> = received.iter().map(flex_op::values).collect();
-            let inputs = std::array::from_fn(|i| values[i].as_ref());
-            let (output, saved) = FlexOp::forward(&op, inputs);
+        .with_custom_op::<B, _>(&id(name, "forward"), move |handles, ir, _| {
+            let inputs = received::<B>(handles, ir).try_into();
+            let inputs = inputs.unwrap_or_else(|_| panic!("{}: {N} inputs", ir.id));
+            let (output, saved) = op(ir).forward(&inputs);
             let outputs = std::iter::once(output).chain(O::saved_buffers(saved));
-            send(handles, ir, outputs.map(flex_op::flat));
+            send::<B>(handles, ir, outputs);
         })
-        .with_custom_op::<Flex, _>(&id(O::NAME, "backward"), |handles, ir, _| {
-            let op = O::from_settings(&settings(ir));
-            let received = received(handles, ir);
-            let values: Vec<_> = received.iter().map(flex_op::values).collect();
-            let (d_output, rest) = values.split_last().expect("the output's gradient");
-            let (inputs, rest) = rest.split_at(N);
-            let (output, saved) = rest.split_first().expect("the output");
-            let saved = O::saved_from(saved.iter().map(|buffer| buffer.to_vec()).collect());
-            let inputs = std::array::from_fn(|i| inputs[i].as_ref());
-            let gradients = FlexOp::backward(&op, inputs, output, &saved, d_output);
-            send(handles, ir, gradients.map(flex_op::flat));
+        .with_custom_op::<B, _>(&id(name, "backward"), move |handles, ir, _| {
+            let op = op(ir);
+            let mut received = received::<B>(handles, ir);
+            let d_output = received.pop().expect("the output's gradient");
+            let mut saved = received.split_off(N);
+            let output = saved.remove(0);
+            let inputs = received.try_into();
+            let inputs = inputs.unwrap_or_else(|_| panic!("{}: {N} inputs", ir.id));
+            let saved = op.saved_from(saved);
+            send::<B>(handles, ir, op.backward(&inputs, &output, &saved, d_output));
         })
+}
+
+/// One step of Adam: the new parameter and moments from the parameter, its gradient and the
+/// moments before it (`None` at the first step).
+type AdamUpdate<B> = fn(
+    StepConstants,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    Option<(FloatTensor<B>, FloatTensor<B>)>,
+) -> [FloatTensor<B>; 3];
+
+/// `server` with Adam's step by `update` as the handler for devices of backend `B`.
+fn host_adam<B: BackendIr>(server: RemoteServer, update: AdamUpdate<B>) -> RemoteServer {
+    server.with_custom_op::<B, _>(&id(ADAM, "step"), move |handles, ir, _| {
+        let constants = adam_constants(&settings(ir));
+        let mut received = received::<B>(handles, ir).into_iter();
+        let param = received.next().expect("the parameter");
+        let grad = received.next().expect("its gradient");
+        let moments = received.next().zip(received.next());
+        send::<B>(handles, ir, update(constants, param, grad, moments));
+    })
 }
 
 /// The op's settings, as [`ship`] sent them.
@@ -291,24 +390,24 @@ fn settings(ir: &CustomOpIr) -> Vec<u64> {
 }
 
 /// The op's inputs.
-fn received(
-    handles: &mut HandleContainer<<Flex as BackendIr>::Handle>,
+fn received<B: BackendIr>(
+    handles: &mut HandleContainer<B::Handle>,
     ir: &CustomOpIr,
-) -> Vec<FlexTensor> {
+) -> Vec<FloatTensor<B>> {
     ir.inputs
         .iter()
-        .map(|input| handles.get_float_tensor::<Flex>(input))
+        .map(|input| handles.get_float_tensor::<B>(input))
         .collect()
 }
 
 /// Registers `tensors` as the op's outputs.
-fn send(
-    handles: &mut HandleContainer<<Flex as BackendIr>::Handle>,
+fn send<B: BackendIr>(
+    handles: &mut HandleContainer<B::Handle>,
     ir: &CustomOpIr,
-    tensors: impl IntoIterator<Item = FlexTensor>,
+    tensors: impl IntoIterator<Item = FloatTensor<B>>,
 ) {
     for (output, tensor) in ir.outputs.iter().zip(tensors) {
-        handles.register_float_tensor::<Flex>(&output.id, tensor);
+        handles.register_float_tensor::<B>(&output.id, tensor);
     }
 }
 
@@ -320,12 +419,12 @@ mod tests {
     use burn::server::WebSocketTransport;
     use burn::tensor::{Device, Distribution, Int};
 
-    /// A device of a server of one flex device on a free loopback port, set up by `with_ops`,
+    /// The remote device of a server of `device` on a free loopback port, set up by `with_ops`,
     /// serving on a thread of its own until the test process ends.
-    fn served(with_ops: fn(RemoteServer) -> RemoteServer) -> Device {
+    fn serving(device: Device, with_ops: fn(RemoteServer) -> RemoteServer) -> Device {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("ws://{}", listener.local_addr().unwrap());
-        let server = with_ops(RemoteServer::new([Device::flex()]));
+        let server = with_ops(RemoteServer::new([device]));
         std::thread::spawn(move || server.serve(WebSocketTransport::from_listener(listener)));
         Device::remote_options(&RemoteHost::websocket(&url))
             .init()
@@ -348,7 +447,7 @@ mod tests {
     #[test]
     fn hosted_ops_run_on_the_server_as_on_flex() {
         let _rng = crate::testing::device_rng();
-        let there = served(host_fused_ops).autodiff();
+        let there = serving(Device::flex(), host_fused_ops).autodiff();
         let here = Device::flex().autodiff();
         here.seed(11);
         let plain = here.clone().without_autodiff();
@@ -403,16 +502,21 @@ mod tests {
         assert_eq!(run(&there), run(&here));
     }
 
-    /// Adam's step of a parameter through a server that hosts the ops is the fused pass there:
-    /// the same bits as that pass here, at the first step (no moments yet) and after, with and
+    /// A pass of Adam's step on `[parameter, gradient]` and the moments (`None` at the first
+    /// step): `[parameter, moment_1, moment_2]` after it.
+    type AdamPass = fn(
+        StepConstants,
+        &Tensor<2>,
+        &Tensor<2>,
+        Option<(Tensor<2>, Tensor<2>)>,
+    ) -> Option<[Tensor<2>; 3]>;
+
+    /// Adam's step of a parameter through the server of `there` against `pass` on `here`, the
+    /// device it serves: the same bits at the first step (no moments yet) and after, with and
     /// without weight decay.
-    #[test]
-    fn adam_through_the_server_is_the_fused_pass_there() {
-        let _rng = crate::testing::device_rng();
-        let there = served(host_fused_ops);
-        let here = Device::flex();
+    fn adam_through_the_server_is(there: &Device, here: &Device, pass: AdamPass) {
         here.seed(3);
-        let random = || Tensor::<2>::random([37, 19], Distribution::Uniform(-1.0, 1.0), &here);
+        let random = || Tensor::<2>::random([37, 19], Distribution::Uniform(-1.0, 1.0), here);
         let [param, grad, m, v] = [random(), random(), random(), random().abs()];
         for (decay, first) in [(1.0, true), (1.0, false), (0.995, false)] {
             let constants = StepConstants {
@@ -424,38 +528,44 @@ mod tests {
                 lr: 0.01,
                 first,
             };
-            let moments = |device: &Device| {
+            let step = |device: &Device, pass: AdamPass| {
                 let on = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), device);
-                (!first).then(|| (on(&m), on(&v)))
+                let moments = (!first).then(|| (on(&m), on(&v)));
+                pass(constants, &on(&param), &on(&grad), moments).expect("the pass runs there")
             };
-            let remote = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &there);
-            let shipped = adam_step(constants, &remote(&param), &remote(&grad), moments(&there))
-                .expect("hosted");
-            let flex = |t: &Tensor<2>| {
-                let flat: Tensor<1> = t.clone().reshape([-1]);
-                flat.try_into_primitive::<Flex>().expect("on flex")
-            };
-            let local = fused_update(
-                constants,
-                flex(&param),
-                flex(&grad),
-                moments(&here).map(|(m, v)| (flex(&m), flex(&v))),
-            );
-            for (shipped, local) in shipped.into_iter().zip(local) {
-                assert_eq!(
-                    values(shipped.reshape([-1])),
-                    flex_op::values(&local).to_vec()
-                );
+            let shipped = step(there, adam_step);
+            for (shipped, local) in shipped.into_iter().zip(step(here, pass)) {
+                assert_eq!(values(shipped), values(local));
             }
         }
+    }
+
+    /// Adam through a server of flex devices is the fused CPU pass there.
+    #[test]
+    fn adam_through_a_cpu_server_is_the_fused_pass_there() {
+        let _rng = crate::testing::device_rng();
+        let there = serving(Device::flex(), host_fused_ops);
+        adam_through_the_server_is(
+            &there,
+            &Device::flex(),
+            |constants, param, grad, moments| {
+                let flex = |t: &Tensor<2>| {
+                    let flat: Tensor<1> = t.clone().reshape([-1]);
+                    flat.try_into_primitive::<Flex>().expect("on flex")
+                };
+                let moments = moments.map(|(m, v)| (flex(&m), flex(&v)));
+                let updated = fused_update(constants, flex(param), flex(grad), moments);
+                Some(updated.map(|t| Tensor::<1>::from_primitive::<Flex>(t).reshape(param.shape())))
+            },
+        );
     }
 
     /// A server that cannot answer the question (plain Burn's, or an older `trainer serve`)
     /// stops the client with a message that says so, rather than a decoding error.
     #[test]
-    #[should_panic(expected = "cannot say whether it hosts char-lstm's fused ops")]
+    #[should_panic(expected = "cannot say which of char-lstm's fused ops it hosts")]
     fn a_server_that_cannot_answer_is_named_as_such() {
-        let there = served(|server| server);
+        let there = serving(Device::flex(), |server| server);
         crate::fused_projection(
             &Tensor::<2>::zeros([2, 3], &there),
             &Tensor::<2>::zeros([4, 3], &there),
@@ -467,11 +577,96 @@ mod tests {
     /// A server of another backend says it hosts none: the ops are left to Burn's composed ones.
     #[test]
     fn a_server_that_hosts_no_ops_leaves_them_to_burn() {
-        let there = served(host_no_fused_ops::<Flex>);
+        let there = serving(Device::flex(), host_no_fused_ops::<Flex>);
         let zeros = |shape: [usize; 2]| Tensor::<2>::zeros(shape, &there);
         let projected = Tensor::<3>::zeros([1, 2, 8], &there);
         let recurrence =
             crate::fused_recurrence(&projected, &zeros([8, 2]), &zeros([1, 2]), &zeros([1, 2]));
         assert!(recurrence.is_none());
+    }
+
+    /// A server of a GPU device (wgpu; lavapipe on a machine without a GPU).
+    #[cfg(feature = "gpu")]
+    fn gpu() -> Device {
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+    }
+
+    /// The recurrence through a server of a GPU device runs there as the GPU kernels: its output
+    /// and its inputs' gradients match the fused CPU op here, over one step (which the local
+    /// GPU path leaves to composed ops) and several.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn a_gpu_server_runs_the_recurrence_as_its_kernels() {
+        let _launches = crate::testing::gpu_launches();
+        let _rng = crate::testing::device_rng();
+        let there = serving(gpu(), host_gpu_ops).autodiff();
+        let here = Device::flex();
+        here.seed(13);
+        let (batch, hidden) = (3, 6);
+        for steps in [1, 5] {
+            let random = |shape: [usize; 2]| {
+                Tensor::<2>::random(shape, Distribution::Uniform(-1.0, 1.0), &here)
+            };
+            let inputs = [
+                [batch * steps, 4 * hidden],
+                [4 * hidden, hidden],
+                [batch, hidden],
+                [batch, hidden],
+            ]
+            .map(random);
+            let weights = random([1, batch * (steps + 1) * hidden]).reshape([-1]);
+            let run = |device: &Device| {
+                let [projected, weight_hh, h0, c0] = inputs.each_ref().map(|t| tracked(t, device));
+                let sequence = projected.clone().reshape([batch, steps, 4 * hidden]);
+                let output =
+                    crate::fused_recurrence(&sequence, &weight_hh, &h0, &c0).expect("hosted");
+                let weights = Tensor::<1>::from_data(weights.to_data(), device);
+                let grads = (output.clone() * weights).sum().backward();
+                let gradients = [projected, weight_hh, h0, c0]
+                    .map(|t| values(t.grad(&grads).expect("a gradient")));
+                [vec![values(output)], gradients.to_vec()].concat()
+            };
+            let (on_gpu, on_cpu) = (run(&there), run(&here.clone().autodiff()));
+            let names = ["output", "d_projected", "d_weight_hh", "d_h0", "d_c0"];
+            for ((name, gpu), cpu) in names.iter().zip(&on_gpu).zip(&on_cpu) {
+                assert_eq!(gpu.len(), cpu.len(), "{name}");
+                for (x, y) in gpu.iter().zip(cpu) {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                        "{name}, {steps} step(s): through the GPU server {x}, here {y}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Adam through a server of a GPU device is the GPU kernel there.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn adam_through_a_gpu_server_is_the_kernel_there() {
+        let _launches = crate::testing::gpu_launches();
+        let there = serving(gpu(), host_gpu_ops);
+        adam_through_the_server_is(&there, &gpu(), crate::gpu::adam::step);
+    }
+
+    /// A server of a GPU device hosts no CPU op: the projection, the loss and dropout are left
+    /// to Burn's composed ops.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn a_gpu_server_leaves_the_cpu_ops_to_burn() {
+        let _launches = crate::testing::gpu_launches();
+        let there = serving(gpu(), host_gpu_ops).autodiff();
+        let zeros = |shape: [usize; 2]| Tensor::<2>::zeros(shape, &there);
+        let projection = crate::fused_projection(
+            &zeros([2, 3]),
+            &zeros([4, 3]),
+            &Tensor::<1>::zeros([4], &there),
+            crate::WeightLayout::OutputMajor,
+        );
+        assert!(projection.is_none());
+        let targets = Tensor::<1, Int>::zeros([2], &there);
+        assert!(crate::fused_cross_entropy(&zeros([2, 4]), &targets).is_none());
+        let dropout = DropoutConfig::new(0.5).init();
+        assert!(crate::fused_dropout(&dropout, zeros([2, 4])).is_none());
     }
 }

@@ -28,6 +28,9 @@ pub use text::generation::{
 pub use text::sampling::{Sampler, SamplingConfig, SamplingError};
 pub use text::vocab::{CharVocab, VocabError};
 
+/// The GPU kernels hosted by a Burn remote server's GPU devices (with `gpu` and `remote`).
+#[cfg(all(feature = "gpu", feature = "remote"))]
+pub use char_lstm_kernels::host_gpu_ops;
 /// The fast kernels' instruction-set paths (with the `kernels` feature).
 #[cfg(feature = "kernels")]
 pub use char_lstm_kernels::simd;

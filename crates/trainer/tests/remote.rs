@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{failure, root, signal, smoke_args, success, train_smoke};
 
-/// A `trainer serve` of flex devices on a free loopback port, killed when dropped.
+/// A `trainer serve` on a free loopback port, killed when dropped.
 struct Server {
     child: Child,
     url: String,
@@ -25,8 +25,14 @@ impl Server {
 
     /// Starts one of `devices` devices.
     fn with_devices(token_file: &Path, devices: usize) -> Server {
+        Server::of("flex", token_file, devices)
+    }
+
+    /// Starts one of `devices` devices of `backend`.
+    fn of(backend: &str, token_file: &Path, devices: usize) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
             .args(["serve", "--port", "0", "--devices", &devices.to_string()])
+            .args(["--backend", backend])
             .arg("--token-file")
             .arg(token_file)
             .current_dir(root())
@@ -126,6 +132,25 @@ fn a_run_trained_through_the_server_evaluates_as_the_run_trained_here() {
     assert!(
         (loss - here_loss).abs() <= 1e-5,
         "here {here_loss}, there {loss}"
+    );
+}
+
+/// A server of a wgpu device (Mesa's lavapipe on a machine without a GPU) runs the recurrence
+/// and Adam as its GPU kernels and the rest as Burn's ops: a run trained through it evaluates as
+/// the run trained on wgpu here.
+#[test]
+fn a_run_trained_through_a_wgpu_server_evaluates_as_the_run_trained_on_wgpu_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), "token", "wgpu-secret");
+    let server = Server::of("wgpu", &token, 1);
+    let (here, there) = (dir.path().join("here"), dir.path().join("there"));
+    let settings = ["--set", "training.epochs=2", "--set", "model.hidden_dim=32"];
+    train_smoke(&here, &[&settings[..], &["--backend", "wgpu"]].concat());
+    train_smoke(&there, &[&settings[..], &remote(&server, &token)].concat());
+    let (here_loss, there_loss) = (eval_loss(&here, &[]), eval_loss(&there, &[]));
+    assert!(
+        (there_loss - here_loss).abs() <= 1e-5,
+        "on wgpu here {here_loss}, through the wgpu server {there_loss}"
     );
 }
 

@@ -18,7 +18,7 @@ const ROWS_PER_TASK: usize = 16;
 /// every target is a valid id; `None` otherwise. Returns `[1]`.
 pub fn fused_cross_entropy(logits: &Tensor<2>, targets: &Tensor<1, Int>) -> Option<Tensor<1>> {
     let [rows, vocab] = logits.dims();
-    if rows == 0 || !flex_op::runs_ops(logits) {
+    if rows == 0 || !flex_op::runs_op(logits, CrossEntropy::NAME) {
         return None;
     }
     let targets: Vec<u32> = targets

@@ -23,7 +23,7 @@ const CHUNK: usize = 1 << 14;
 pub fn fused_dropout<const D: usize>(dropout: &Dropout, input: Tensor<D>) -> Option<Tensor<D>> {
     let device = input.device();
     let active = dropout.training.is_enabled() && device.is_autodiff() && dropout.prob > 0.0;
-    if !active || !flex_op::runs_ops(&input) {
+    if !active || !flex_op::runs_op(&input, Mask::NAME) {
         return None;
     }
     let draws = Tensor::<1>::random([2], Distribution::Default, &device.without_autodiff())

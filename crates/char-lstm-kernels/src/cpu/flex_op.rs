@@ -82,14 +82,14 @@ pub(crate) trait HostedOp<const N: usize>: FlexOp<N> + Clone {
     fn saved_from(buffers: Vec<Vec<f32>>) -> Self::Saved;
 }
 
-/// Runs `op` on flat tensors that live on flex, or on a remote server whose flex devices host
-/// the ops (with or without autodiff, without gradient checkpointing); `None` anywhere else.
+/// Runs `op` on flat tensors that live on flex, or on a remote server that hosts it (with or
+/// without autodiff, without gradient checkpointing); `None` anywhere else.
 pub(crate) fn run<const N: usize, O: HostedOp<N>>(
     op: O,
     inputs: [Tensor<1>; N],
 ) -> Option<Tensor<1>> {
     #[cfg(feature = "remote")]
-    if crate::remote::hosts(&inputs[0]) {
+    if crate::remote::hosts(&inputs[0], O::NAME) {
         return crate::remote::run(op, inputs);
     }
     custom_op::run::<Flex, O, N>(op, inputs)
@@ -100,11 +100,12 @@ pub(crate) fn flatten<const D: usize>(tensor: &Tensor<D>) -> Tensor<1> {
     tensor.clone().reshape([tensor.shape().num_elements()])
 }
 
-/// Whether [`run`] runs ops on `tensor`: it lives on flex (with or without autodiff), or on a
-/// remote server that hosts them.
-pub(crate) fn runs_ops<const D: usize>(tensor: &Tensor<D>) -> bool {
+/// Whether [`run`] runs op `name` on `tensor`: it lives on flex (with or without autodiff), or
+/// on a remote server that hosts the op.
+#[cfg_attr(not(feature = "remote"), allow(unused_variables))]
+pub(crate) fn runs_op<const D: usize>(tensor: &Tensor<D>, name: &str) -> bool {
     #[cfg(feature = "remote")]
-    if crate::remote::hosts(tensor) {
+    if crate::remote::hosts(tensor, name) {
         return true;
     }
     let tensor = flatten(tensor);

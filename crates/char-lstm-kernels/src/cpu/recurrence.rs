@@ -59,6 +59,19 @@ pub(crate) fn recurrence(
 #[derive(Debug, Clone)]
 pub(crate) struct Recurrence(Dims);
 
+impl Recurrence {
+    /// `[batch, steps, hidden]`, for the GPU op a remote server runs in its place.
+    #[cfg(all(feature = "gpu", feature = "remote"))]
+    pub(crate) fn sizes(&self) -> [usize; 3] {
+        let Dims {
+            batch,
+            steps,
+            hidden,
+        } = self.0;
+        [batch, steps, hidden]
+    }
+}
+
 /// What the backward needs from the forward besides its output.
 pub(crate) struct Activations {
     /// Gate activations `i, f, g, o`, `[batch, steps, 4 * hidden]`.

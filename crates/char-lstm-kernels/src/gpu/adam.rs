@@ -2,6 +2,7 @@
 //! launches about ten: each value's moments and new value in one pass, with the expressions of
 //! the CPU pass (`cpu/adam.rs`) and of Burn's `Adam`.
 
+use burn::backend::tensor::FloatTensor;
 use burn::tensor::Tensor;
 use burn_cubecl::Cube;
 use burn_cubecl::kernel::into_contiguous;
@@ -111,12 +112,23 @@ pub(crate) fn step<const D: usize>(
 ) -> Option<[Tensor<D>; 3]> {
     let shape = tensor.shape();
     let flat = |t: &Tensor<D>| gpu_primitive(&t.clone().reshape([-1]));
-    let (param, gradient) = (flat(tensor)?, flat(grad)?);
-    let (m, v) = match &moments {
-        Some((m, v)) => (flat(m)?, flat(v)?),
-        // Not read at the first step.
-        None => (gradient.clone(), gradient.clone()),
+    let moments = match &moments {
+        Some((m, v)) => Some((flat(m)?, flat(v)?)),
+        None => None,
     };
-    let results = Cube::adam_step(constants, param, gradient, m, v);
+    let results = update(constants, flat(tensor)?, flat(grad)?, moments);
     Some(results.map(|t| Tensor::<1>::from_primitive::<Cube>(t).reshape(shape.clone())))
+}
+
+/// One Adam step of a flat parameter, its gradient and the moments before it (`None` at the
+/// first step): `[parameter, moment_1, moment_2]` after it.
+pub(crate) fn update(
+    constants: StepConstants,
+    param: FloatTensor<Cube>,
+    grad: FloatTensor<Cube>,
+    moments: Option<(FloatTensor<Cube>, FloatTensor<Cube>)>,
+) -> [FloatTensor<Cube>; 3] {
+    // Not read at the first step.
+    let (m, v) = moments.unwrap_or_else(|| (grad.clone(), grad.clone()));
+    Cube::adam_step(constants, param, grad, m, v)
 }

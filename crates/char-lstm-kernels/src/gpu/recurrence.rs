@@ -64,7 +64,7 @@ fn applies(weight_hh: &FloatTensor<Cube>) -> bool {
 
 /// The recurrence of one layer over a sequence: inputs `projected`, `W_hh`, `h_0`, `c_0`, flat.
 #[derive(Debug, Clone, Copy)]
-struct Recurrence {
+pub(crate) struct Recurrence {
     batch: usize,
     steps: usize,
     hidden: usize,
@@ -84,7 +84,7 @@ impl Recurrence {
 /// What the forward keeps for the backward: gate activations `i, f, g, o`
 /// (`[batch, steps, 4 * hidden]`) and cell states `c_1 .. c_T` (`[batch, steps, hidden]`).
 #[derive(Debug)]
-struct Activations {
+pub(crate) struct Activations {
     gates: FloatTensor<Cube>,
     cells: FloatTensor<Cube>,
 }
@@ -134,11 +134,16 @@ impl CustomOp<Cube, 4> for Recurrence {
         // dW_hh = dA^T H_prev over every (b, t), with H_prev = h_0 .. h_{T-1}.
         let h0 = Tensor::<2>::from_primitive::<Cube>(Self::shaped(h0, [batch, hidden]))
             .unsqueeze_dim::<3>(1);
-        let earlier = Tensor::<1>::from_primitive::<Cube>(output.clone())
-            .narrow(0, 0, batch * steps * hidden)
-            .reshape([batch, steps, hidden])
-            .narrow(1, 0, steps - 1);
-        let h_prev = Tensor::cat(vec![h0, earlier], 1).reshape([batch * steps, hidden]);
+        let h_prev = if steps == 1 {
+            h0
+        } else {
+            let earlier = Tensor::<1>::from_primitive::<Cube>(output.clone())
+                .narrow(0, 0, batch * steps * hidden)
+                .reshape([batch, steps, hidden])
+                .narrow(1, 0, steps - 1);
+            Tensor::cat(vec![h0, earlier], 1)
+        };
+        let h_prev = h_prev.reshape([batch * steps, hidden]);
         let d_a = Tensor::<3>::from_primitive::<Cube>(d_projected.clone())
             .reshape([batch * steps, 4 * hidden]);
         let d_weight = d_a
@@ -147,5 +152,38 @@ impl CustomOp<Cube, 4> for Recurrence {
             .try_into_primitive::<Cube>()
             .unwrap_or_else(|_| unreachable!("made on the same backend"));
         [d_projected, d_weight, d_h0, d_c0].map(Self::flat)
+    }
+}
+
+/// On a remote server's GPU devices, the recurrence clients send as the CPU op: the same
+/// settings, and the same buffers kept for the backward (gates and cells, flat).
+#[cfg(feature = "remote")]
+impl crate::remote::ServedOp<Cube, 4> for Recurrence {
+    type Sent = crate::cpu::recurrence::Recurrence;
+
+    fn served(sent: Self::Sent) -> Self {
+        let [batch, steps, hidden] = sent.sizes();
+        Recurrence {
+            batch,
+            steps,
+            hidden,
+        }
+    }
+
+    fn saved_buffers(saved: Activations) -> Vec<FloatTensor<Cube>> {
+        vec![Self::flat(saved.gates), Self::flat(saved.cells)]
+    }
+
+    fn saved_from(&self, buffers: Vec<FloatTensor<Cube>>) -> Activations {
+        let Recurrence {
+            batch,
+            steps,
+            hidden,
+        } = *self;
+        let [gates, cells] = <[_; 2]>::try_from(buffers).expect("gates and cells");
+        Activations {
+            gates: Self::shaped(&gates, [batch, steps, 4 * hidden]),
+            cells: Self::shaped(&cells, [batch, steps, hidden]),
+        }
     }
 }

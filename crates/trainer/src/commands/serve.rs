@@ -40,8 +40,9 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         .map_err(|e| anyhow!("trainer serve on ws://{address}: {e}"))
 }
 
-/// `server` hosting the fused CPU ops where its devices are flex; elsewhere telling clients that
-/// it hosts none, so they compose the model from Burn's tensor ops.
+/// `server` hosting the fused CPU ops where its devices are flex, the GPU kernels where they are
+/// wgpu or cuda; elsewhere telling clients that it hosts none, so they compose the model from
+/// Burn's tensor ops.
 #[cfg(feature = "remote")]
 fn with_fused_ops(
     server: burn::server::RemoteServer,
@@ -52,10 +53,10 @@ fn with_fused_ops(
         BackendKind::Flex => char_lstm::host_fused_ops(server),
         #[cfg(feature = "ndarray")]
         BackendKind::Ndarray => char_lstm::host_no_fused_ops::<burn::backend::NdArray>(server),
-        #[cfg(any(feature = "wgpu", feature = "cuda"))]
-        BackendKind::Wgpu | BackendKind::Cuda => {
-            char_lstm::host_no_fused_ops::<burn::backend::Cube>(server)
-        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu | BackendKind::Cuda => char_lstm::host_gpu_ops(server),
+        #[cfg(all(feature = "cuda", not(feature = "wgpu")))]
+        BackendKind::Cuda => char_lstm::host_no_fused_ops::<burn::backend::Cube>(server),
         // `BackendKind::devices` has refused the rest: backends not built, and remote devices.
         #[allow(unreachable_patterns)]
         _ => server,
