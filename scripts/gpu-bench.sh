@@ -5,7 +5,9 @@
 # cost of a kernel launch, one layer's recurrence alone (forward and backward; our per-step
 # kernels and the earlier per-row ones), the training step of the default model size on
 # tiny-shakespeare at batch 32 and 128 (and one step with each kernel timed alone: the kernels
-# that take the most time, with their launches), and sampling of 1 and 32 streams.
+# that take the most time, with their launches), and sampling of 1 and 32 streams; then the
+# training step through a `trainer serve` of one wgpu device on the same machine against wgpu
+# here (scripts/bench-remote.sh, one round).
 #
 # Prepared on the CPU machine (the stripped binary is over the device tool's carry limit, so it
 # travels compressed):
@@ -68,3 +70,5 @@ PY
   done
   python3 scripts/gpu_pytorch_speed.py "$text" --batch "$batch" --steps "$steps" --sample-length "$length"
 done
+
+BIN=$bin BACKEND=wgpu CONFIG="${CONFIG:-configs/default.toml}" STEPS="$steps" ROUNDS=1 scripts/bench-remote.sh
