@@ -77,12 +77,17 @@ fn a_budget_sizes_what_is_not_given_and_writes_it_into_the_config() {
         (int("data.seq_len"), float("data.valid_fraction")),
         (100, 0.0)
     );
+    // 2 x 128 has hundreds of parameters per character of 688: the strong weight decay.
     assert_eq!(
         (
             float("training.learning_rate"),
             float("training.weight_decay")
         ),
-        (2e-3, 0.2)
+        (2e-3, 0.4)
+    );
+    assert!(
+        paragraph.contains("with weight decay 0.4 (raised for a model of"),
+        "{paragraph}"
     );
     assert_eq!(
         value(&config, "training.lr_schedule").as_str(),
@@ -113,7 +118,8 @@ fn a_config_files_settings_stay_and_a_resumed_run_is_not_sized_again() {
     let config = saved_config(&run);
     let int = |key| value(&config, key).as_integer().unwrap();
     let float = |key| value(&config, key).as_float().unwrap();
-    // The file's sizes, cut and learning rate; the budget's weight decay and schedule.
+    // The file's sizes, cut and learning rate; the budget's weight decay (the strong one: the
+    // smoke model has hundreds of parameters per character of its text) and schedule.
     assert_eq!(
         (
             int("model.hidden_dim"),
@@ -131,7 +137,7 @@ fn a_config_files_settings_stay_and_a_resumed_run_is_not_sized_again() {
             float("training.learning_rate"),
             float("training.weight_decay")
         ),
-        (1e-2, 0.2)
+        (1e-2, 0.4)
     );
     assert_eq!(value(&config, "data.mode").as_str(), Some("windows"));
     assert!((1..=5).contains(&limit_seconds(&config)), "{config}");

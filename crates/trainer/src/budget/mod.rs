@@ -87,8 +87,8 @@ impl Budget {
         };
         let measured = self.measure(config, &given, &shape, text_train_chars, train, devices);
         let choice = rules::choose(&measured, &shape, given.epochs);
-        self.apply(config, &choice);
-        self.paragraph(config, &measured, &choice, &shape)
+        self.apply(config, &choice, text_train_chars);
+        self.paragraph(config, &measured, &choice, &shape, text_train_chars)
     }
 
     /// Times a training step of each of [`rules::candidates`], smallest first, until one does
@@ -138,7 +138,8 @@ impl Budget {
         }
     }
 
-    /// The tuned config's dropout, AdamW and cosine schedule, where not given.
+    /// The tuned config's dropout (the rate the candidates are timed with; [`Budget::apply`]
+    /// raises it for large models), AdamW and cosine schedule, where not given.
     fn choose_regularization(&self, config: &mut RunConfig) {
         let (m, t) = (&mut config.model, &mut config.training);
         self.set_unless_given("model.dropout", &mut m.dropout, rules::DROPOUT);
@@ -164,10 +165,15 @@ impl Budget {
         );
     }
 
-    /// Writes `choice` and the budget left as the time limit into `config`; a run that ends
-    /// inside its first epoch also keeps a weight average.
-    fn apply(&self, config: &mut RunConfig, choice: &Choice) {
+    /// Writes `choice`, its dropout and weight decay for a training text of `text_train_chars`
+    /// characters ([`rules::regularization`]) and the budget left as the time limit into
+    /// `config`; a run that ends inside its first epoch also keeps a weight average.
+    fn apply(&self, config: &mut RunConfig, choice: &Choice, text_train_chars: usize) {
         let (m, t) = (&mut config.model, &mut config.training);
+        let params_per_char = choice.model.num_params() as f64 / text_train_chars.max(1) as f64;
+        let (dropout, weight_decay) = rules::regularization(params_per_char);
+        self.set_unless_given("model.dropout", &mut m.dropout, dropout);
+        self.set_unless_given("training.weight_decay", &mut t.weight_decay, weight_decay);
         self.set_unless_given(
             "model.hidden_dim",
             &mut m.hidden_dim,
@@ -199,8 +205,13 @@ impl Budget {
         measured: &[Measured],
         choice: &Choice,
         shape: &EpochShape,
+        text_train_chars: usize,
     ) -> String {
         let (m, d, t) = (&config.model, &config.data, &config.training);
+        let params_per_char = m.num_params() as f64 / text_train_chars.max(1) as f64;
+        let strong = params_per_char > rules::STRONG_ABOVE_PARAMS_PER_CHAR
+            && !(self.given.contains("model.dropout")
+                && self.given.contains("training.weight_decay"));
         let mut text = format!("training.budget = {:?}: training steps of", t.budget);
         for (i, x) in measured.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
@@ -216,7 +227,7 @@ impl Budget {
         let why = self.reason(choice);
         let _ = write!(
             text,
-            ". Chose {}, embedding {} ({:.1}M parameters), for {} epoch{}: {why}. {}, dropout {} between the layers{}, AdamW {} with weight decay {}, {} learning rate, time limit {}{}; written to the run's config.toml.",
+            ". Chose {}, embedding {} ({:.1}M parameters), for {} epoch{}: {why}. {}, dropout {} between the layers{}, AdamW {} with weight decay {}{}, {} learning rate, time limit {}{}; written to the run's config.toml.",
             shape_name(&choice.model),
             m.embedding_dim,
             m.num_params() as f64 / 1e6,
@@ -234,6 +245,14 @@ impl Budget {
             },
             t.learning_rate,
             t.weight_decay,
+            if strong {
+                format!(
+                    " (raised for a model of {params_per_char:.1} parameters per character of the text, above {})",
+                    rules::STRONG_ABOVE_PARAMS_PER_CHAR
+                )
+            } else {
+                String::new()
+            },
             match t.lr_schedule {
                 LrSchedule::Cosine => "cosine-annealed",
                 LrSchedule::Constant => "constant",

@@ -12,12 +12,14 @@ use crate::config::DataMode;
 /// The hidden sizes chosen among, 2 layers each (3 layers of 512 lost to 2 at equal time on
 /// tiny-shakespeare), with embeddings half as wide (256 for 512, as the tuned config).
 pub const HIDDEN_SIZES: [usize; 6] = [128, 192, 256, 384, 512, 640];
-/// The most parameters per training character: on tiny-shakespeare's 1.0M, 2 x 512 (3.7
-/// per character) was the best size, 2 x 640 (5.8) overfit, with more dropout too.
-pub const MAX_PARAMS_PER_CHAR: f64 = 4.5;
+/// The most parameters per training character: on tiny-shakespeare's 1.0M, 2 x 640 (5.6-5.8
+/// per character) was the best size with [`STRONG_DROPOUT`] and [`STRONG_WEIGHT_DECAY`];
+/// 2 x 768 (7.9), with dropout 0.45 and weight decay 0.5, lost to it.
+pub const MAX_PARAMS_PER_CHAR: f64 = 6.0;
 /// The fewest training characters a model must see per parameter: at 10 minutes on
-/// tiny-shakespeare 2 x 384 for 7 epochs (3.4 per parameter) beat 2 x 512 for 4 (1.1).
-pub const MIN_CHARS_PER_PARAM: f64 = 2.0;
+/// tiny-shakespeare 2 x 384 for 7 epochs (3.4 per parameter) beat 2 x 512 for 4 (1.1); in an
+/// hour 2 x 640 for 10 (1.8) beat 2 x 512 for 10 (2.7).
+pub const MIN_CHARS_PER_PARAM: f64 = 1.5;
 /// The most epochs: tiny-shakespeare's 2 x 512 was best after 10-11 of 18.
 pub const MAX_EPOCHS: usize = 10;
 /// Texts so short that `MAX_EPOCHS` is fewer steps train for this many.
@@ -39,6 +41,15 @@ pub const VALID_STEP_SHARE: f64 = 0.35;
 pub const EPOCH_OVERHEAD_PER_PARAM: Duration = Duration::from_nanos(700);
 /// Dropout between the layers, drawn once per sequence: the tuned tiny-shakespeare config's.
 pub const DROPOUT: f64 = 0.3;
+/// Above this many parameters per training character, [`STRONG_DROPOUT`] and
+/// [`STRONG_WEIGHT_DECAY`]: 2 x 512 (3.7 per character of tiny-shakespeare) gained nothing from
+/// weight decay 0.4, 2 x 640 (5.6) overfit with dropout 0.35 and decay 0.2.
+pub const STRONG_ABOVE_PARAMS_PER_CHAR: f64 = 4.5;
+/// Dropout for models above [`STRONG_ABOVE_PARAMS_PER_CHAR`]: 2 x 640's best on
+/// tiny-shakespeare, in two seeds.
+pub const STRONG_DROPOUT: f64 = 0.4;
+/// Weight decay for models above [`STRONG_ABOVE_PARAMS_PER_CHAR`], with [`STRONG_DROPOUT`].
+pub const STRONG_WEIGHT_DECAY: f64 = 0.4;
 /// Adam's peak learning rate, annealed to zero by a cosine schedule: the tuned config's.
 pub const LEARNING_RATE: f64 = 2e-3;
 /// AdamW's weight decay: 0.2 beat 0.1 and 0 in two seeds each on tiny-shakespeare.
@@ -46,6 +57,17 @@ pub const WEIGHT_DECAY: f64 = 0.2;
 /// The weight average's decay, for runs that end inside their first epoch: mid-schedule the
 /// average led the trained weights by 0.02-0.03 nats on tiny-shakespeare.
 pub const EMA_DECAY: f64 = 0.999;
+
+/// Dropout and weight decay for a model of `params_per_char` parameters per training
+/// character: [`DROPOUT`] and [`WEIGHT_DECAY`], or the strong pair above
+/// [`STRONG_ABOVE_PARAMS_PER_CHAR`].
+pub fn regularization(params_per_char: f64) -> (f64, f64) {
+    if params_per_char > STRONG_ABOVE_PARAMS_PER_CHAR {
+        (STRONG_DROPOUT, STRONG_WEIGHT_DECAY)
+    } else {
+        (DROPOUT, WEIGHT_DECAY)
+    }
+}
 
 /// The settings of a run that the data decides, each as given or chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -314,7 +336,8 @@ mod tests {
                 .collect()
         };
         // 2 x 512 over 65 characters: 3,728,193 parameters, 3.7 per character of
-        // tiny-shakespeare's training text; 2 x 640: 5,807,105, 4.5 per character of 1.29M.
+        // tiny-shakespeare's training text; 2 x 640: 5,807,105, 5.8 per character of it and 6
+        // per character of 967,851.
         let size = |hidden| {
             candidates(
                 &base,
@@ -327,9 +350,9 @@ mod tests {
             .num_params()
         };
         assert_eq!((size(512), size(640)), (3_728_193, 5_807_105));
-        assert_eq!(hidden(1_003_854), [128, 192, 256, 384, 512]);
-        assert_eq!(hidden(1_290_468), HIDDEN_SIZES);
-        assert_eq!(hidden(1_290_000), [128, 192, 256, 384, 512]);
+        assert_eq!(hidden(1_003_854), HIDDEN_SIZES);
+        assert_eq!(hidden(967_851), HIDDEN_SIZES);
+        assert_eq!(hidden(967_000), [128, 192, 256, 384, 512]);
         assert_eq!(hidden(10), [128]);
         let given = GivenModel {
             hidden_dim: Some(300),
@@ -365,7 +388,8 @@ mod tests {
 
     /// The steps of 2 x 256, 384 and 512 measured on tiny-shakespeare (117, 231 and 397 ms on
     /// a 2-core AMD EPYC): in 585 s, 512 fits 4 epochs (1.07 characters per parameter) and 384
-    /// fits 7 (3.33), so 384 it is; in an hour 512 fits 27, trains 10 (2.69).
+    /// fits 7 (3.33), so 384 it is; in an hour 512 fits 27, trains 10 (2.69), and 640 at 600
+    /// ms a step fits 17, trains 10 (1.72), so 640 it is.
     #[test]
     fn the_largest_size_that_sees_enough_characters_is_chosen() {
         let shape = tinyshakespeare();
@@ -384,8 +408,25 @@ mod tests {
 
         let hour = measured(512, 397, 3585, &shape);
         assert_eq!(hour.epochs_that_fit, 27);
+        let largest = measured(640, 600, 3585, &shape);
+        assert_eq!(largest.epochs_that_fit, 17);
+        assert!((largest.chars_per_param(&shape, None) - 1.7248).abs() < 1e-4);
+        let choice = choose(&[hour.clone(), largest], &shape, None);
+        assert_eq!((choice.model.hidden_dim, choice.epochs), (640, MAX_EPOCHS));
         let choice = choose(&[measured(384, 231, 3585, &shape), hour], &shape, None);
         assert_eq!((choice.model.hidden_dim, choice.epochs), (512, MAX_EPOCHS));
+    }
+
+    /// Up to 2 x 512 on tiny-shakespeare (3.7 parameters per character) the tuned config's
+    /// dropout and weight decay; 2 x 640 (5.8) the strong pair.
+    #[test]
+    fn larger_models_for_the_text_get_more_dropout_and_weight_decay() {
+        assert_eq!(regularization(3.7), (DROPOUT, WEIGHT_DECAY));
+        assert_eq!(
+            regularization(STRONG_ABOVE_PARAMS_PER_CHAR),
+            (DROPOUT, WEIGHT_DECAY)
+        );
+        assert_eq!(regularization(5.8), (STRONG_DROPOUT, STRONG_WEIGHT_DECAY));
     }
 
     /// With the epochs given, the largest size they fit; 7 epochs of 384 do not make 10.
