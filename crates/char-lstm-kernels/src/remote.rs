@@ -9,7 +9,7 @@
 //! server runs. The forward's outputs are the op's output and the buffers its backward needs,
 //! which stay on the server as tensors; the backward takes the inputs, the output, those buffers
 //! and the output's gradient, and returns the inputs' gradients. A server of this crate answers
-//! `char-lstm/hosted` with one flag per op of [`OPS`] ([`host_fused_ops`], [`host_gpu_ops`],
+//! `char-lstm/hosted` with one flag per op of [`OPS`] ([`host_fused_ops`], `host_gpu_ops`,
 //! [`host_no_fused_ops`]); a client asks each device once, and composes the ops it does not
 //! host. A server that registered none (plain Burn, or a `trainer serve` older than this) fails
 //! that first question.
