@@ -87,8 +87,9 @@ impl Budget {
         };
         let measured = self.measure(config, &given, &shape, text_train_chars, train, devices);
         let choice = rules::choose(&measured, &shape, given.epochs);
-        self.apply(config, &choice, text_train_chars);
-        self.paragraph(config, &measured, &choice, &shape, text_train_chars)
+        let params_per_char = choice.model.num_params() as f64 / text_train_chars.max(1) as f64;
+        self.apply(config, &choice, params_per_char);
+        self.paragraph(config, &measured, &choice, &shape, params_per_char)
     }
 
     /// Times a training step of each of [`rules::candidates`], smallest first, until one does
@@ -165,12 +166,11 @@ impl Budget {
         );
     }
 
-    /// Writes `choice`, its dropout and weight decay for a training text of `text_train_chars`
-    /// characters ([`rules::regularization`]) and the budget left as the time limit into
-    /// `config`; a run that ends inside its first epoch also keeps a weight average.
-    fn apply(&self, config: &mut RunConfig, choice: &Choice, text_train_chars: usize) {
+    /// Writes `choice`, its dropout and weight decay at `params_per_char` parameters per
+    /// training character ([`rules::regularization`]) and the budget left as the time limit
+    /// into `config`; a run that ends inside its first epoch also keeps a weight average.
+    fn apply(&self, config: &mut RunConfig, choice: &Choice, params_per_char: f64) {
         let (m, t) = (&mut config.model, &mut config.training);
-        let params_per_char = choice.model.num_params() as f64 / text_train_chars.max(1) as f64;
         let (dropout, weight_decay) = rules::regularization(params_per_char);
         self.set_unless_given("model.dropout", &mut m.dropout, dropout);
         self.set_unless_given("training.weight_decay", &mut t.weight_decay, weight_decay);
@@ -205,10 +205,9 @@ impl Budget {
         measured: &[Measured],
         choice: &Choice,
         shape: &EpochShape,
-        text_train_chars: usize,
+        params_per_char: f64,
     ) -> String {
         let (m, d, t) = (&config.model, &config.data, &config.training);
-        let params_per_char = m.num_params() as f64 / text_train_chars.max(1) as f64;
         let strong = params_per_char > rules::STRONG_ABOVE_PARAMS_PER_CHAR
             && !(self.given.contains("model.dropout")
                 && self.given.contains("training.weight_decay"));
