@@ -135,9 +135,10 @@ fn a_run_trained_through_the_server_evaluates_as_the_run_trained_here() {
     );
 }
 
-/// A server of a wgpu device (Mesa's lavapipe on a machine without a GPU) runs the recurrence
-/// and Adam as its GPU kernels and the rest as Burn's ops: a run trained through it evaluates as
-/// the run trained on wgpu here.
+/// A server of a wgpu device (Mesa's lavapipe on a machine without a GPU): a run trained through
+/// it evaluates as the run trained on wgpu here. That the server runs the recurrence and Adam as
+/// its GPU kernels is checked op by op in `char-lstm-kernels`' `remote.rs` tests; a server
+/// composing them would train much the same.
 #[test]
 fn a_run_trained_through_a_wgpu_server_evaluates_as_the_run_trained_on_wgpu_here() {
     let dir = tempfile::tempdir().unwrap();
