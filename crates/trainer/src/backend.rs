@@ -90,6 +90,12 @@ impl BackendKind {
         matches!(self, BackendKind::Wgpu | BackendKind::Cuda)
     }
 
+    /// Whether its devices all-reduce gradients with Burn's collective (NCCL), which Burn
+    /// 0.22.1 implements on CUDA alone (the other backends panic).
+    pub fn all_reduces(self) -> bool {
+        self == BackendKind::Cuda
+    }
+
     /// Whether reading a value back waits for the work queued on a device (a GPU, or a
     /// server's device over the network), where on the CPU backends it waits for nothing.
     pub fn reads_wait(self) -> bool {

@@ -47,7 +47,9 @@ fn two_devices_train_as_one_device_with_the_whole_batch_and_resume() {
             &[&halves[..], &["--set", "training.epochs=1"]].concat(),
         );
         assert!(
-            out.contains("data-parallel on 2 flex devices: 4 windows each, 8 per step"),
+            out.contains(
+                "data-parallel on 2 flex devices: 4 windows each, 8 per step, gradients gathered"
+            ),
             "{out}"
         );
         let resumed = [&halves[..], &["--resume", "--set", "training.epochs=2"]].concat();

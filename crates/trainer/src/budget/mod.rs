@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use burn::data::dataset::Dataset;
-use burn::tensor::Device;
 use char_lstm::LstmLanguageModelConfig;
 use char_lstm_data::TextWindows;
 
@@ -60,7 +59,7 @@ impl Budget {
         ) = (valid_fraction, mode, seq_len);
     }
 
-    /// Times a training step of every candidate size on `devices` (smallest first, until one
+    /// Times a training step of every candidate size on the run's devices (smallest first, until one
     /// no longer suffices), chooses among them ([`rules::choose`]), and writes the size, the
     /// epochs, the regularization, the schedule and the time left into `config`. The paragraph
     /// that says what was chosen and why. `text_train_chars` is the training text's length,
@@ -70,7 +69,7 @@ impl Budget {
         config: &mut RunConfig,
         text_train_chars: usize,
         [train, valid]: [&TextWindows; 2],
-        devices: &[Device],
+        parallel: &DataParallel,
     ) -> String {
         self.choose_regularization(config);
         let batch = config.training.global_batch_size();
@@ -85,7 +84,7 @@ impl Budget {
             num_layers: self.given_value("model.num_layers", config.model.num_layers),
             epochs: self.given_value("training.epochs", config.training.epochs),
         };
-        let measured = self.measure(config, &given, &shape, text_train_chars, train, devices);
+        let measured = self.measure(config, &given, &shape, text_train_chars, train, parallel);
         let choice = rules::choose(&measured, &shape, given.epochs);
         let params_per_char = choice.model.num_params() as f64 / text_train_chars.max(1) as f64;
         self.apply(config, &choice, params_per_char);
@@ -101,13 +100,12 @@ impl Budget {
         shape: &EpochShape,
         text_train_chars: usize,
         train: &TextWindows,
-        devices: &[Device],
+        parallel: &DataParallel,
     ) -> Vec<Measured> {
-        let parallel = DataParallel::new(devices.to_vec());
         let mut steps = Vec::new();
         for model in rules::candidates(&config.model, given, text_train_chars) {
             let lm = model.init(parallel.main_device());
-            let step = median_step_time(1, 3, training_step(lm, &parallel, train, config));
+            let step = median_step_time(1, 3, training_step(lm, parallel, train, config));
             let enough = Measured::new(model.clone(), step, shape, self.time_left())
                 .suffices(shape, given.epochs);
             steps.push((model, step));

@@ -82,7 +82,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let devices = args.device.devices(config.training.devices)?;
     let device = devices[0].clone();
     let gpu_recurrence = gpu_recurrence(args)?;
-    let parallel = DataParallel::new(devices.into_iter().map(Device::autodiff).collect());
+    let parallel = DataParallel::of(
+        args.device.backend,
+        devices.into_iter().map(Device::autodiff).collect(),
+    );
     let train_device = parallel.main_device().clone();
     train_device.seed(config.training.seed);
     let implementation = match args.lstm {

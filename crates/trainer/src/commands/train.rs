@@ -106,8 +106,9 @@ struct Prepared {
     config: RunConfig,
     vocab: CharVocab,
     resume: bool,
-    /// The devices to train on, with autodiff; the model lives on the first.
-    devices: Vec<Device>,
+    /// The devices to train on, with autodiff, and how their gradients meet; the model lives
+    /// on the first.
+    parallel: DataParallel,
     /// Steps whose losses the loop reads at once.
     loss_check_every: usize,
     prompt: Vec<u32>,
@@ -181,14 +182,20 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         train_windows.len(),
         valid_windows.len()
     );
-    if devices.len() > 1 {
+    let parallel = DataParallel::of(args.device.backend, devices);
+    if parallel.devices().len() > 1 {
         let t = &config.training;
         println!(
-            "data-parallel on {} {} devices: {} windows each, {} per step",
-            devices.len(),
+            "data-parallel on {} {} devices: {} windows each, {} per step, gradients {}",
+            parallel.devices().len(),
             args.device.backend.name(),
             t.batch_size,
-            t.global_batch_size()
+            t.global_batch_size(),
+            if parallel.all_reduces() {
+                "all-reduced"
+            } else {
+                "gathered"
+            }
         );
     }
     if let Some(budget) = &budget {
@@ -196,7 +203,7 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         let windows = [&train_windows, &valid_windows];
         println!(
             "{}",
-            budget.size_model(&mut config, split.train.len(), windows, &devices)
+            budget.size_model(&mut config, split.train.len(), windows, &parallel)
         );
     }
     let replacement = (!args.resume)
@@ -213,7 +220,7 @@ fn prepare(args: &TrainArgs) -> Result<Prepared> {
         config,
         vocab,
         resume: args.resume,
-        devices,
+        parallel,
         loss_check_every: if args.device.backend.reads_wait() {
             DEVICE_CHECK_EVERY
         } else {
@@ -297,10 +304,10 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
     let Prepared {
         run,
         config,
-        devices,
+        parallel,
         ..
     } = prepared;
-    let device = &devices[0];
+    let device = parallel.main_device();
     let t = &config.training;
     device.seed(t.seed);
     let lm = config.model.init(device);
@@ -336,7 +343,7 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
         _ => None,
     };
     let (strategy, early_end) = RunStrategy::new(
-        DataParallel::new(devices.clone()),
+        parallel.clone(),
         RunOptions {
             time_limit: config.time_limit()?,
             stream,

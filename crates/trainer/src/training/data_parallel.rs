@@ -8,35 +8,78 @@
 //! with `batch_size` b step exactly as one device with a batch of N * b would, and Adam and the
 //! learning rate mean the same at any N. In stream mode each device carries the state of its
 //! own rows (streams) from step to step.
+//!
+//! On CUDA devices the gradients are instead all-reduced during the shards' backward by Burn's
+//! collective (NCCL, what burn-train's DDP runs on): every parameter of every fork is marked
+//! distributed, each backward sums its gradients with the other devices' as they are computed,
+//! and the first device's are the whole batch's. Only CUDA implements the collective in Burn
+//! 0.22.1; this path is built everywhere and run nowhere here (no CUDA build can be made
+//! offline).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsAccumulator;
+use burn::tensor::distributed::{DistributedConfig, DistributedContext, ReduceOperation};
 use burn::tensor::{Device, Tensor};
-use burn::train::{SequenceOutput, TrainOutput};
+use burn::train::{ModuleSharder, SequenceOutput, TrainOutput};
 use char_lstm::{LstmLanguageModel, LstmState, SequenceBatch};
+
+use crate::backend::BackendKind;
 
 /// Training steps split over `devices` (autodiff devices; the first is where the batches
 /// arrive, the gradients are summed and the optimizer steps).
 #[derive(Debug, Clone)]
 pub struct DataParallel {
     devices: Vec<Device>,
+    /// Burn's communication server for the devices, while the gradients are all-reduced;
+    /// dropping the last clone closes it.
+    collective: Option<Arc<DistributedContext>>,
 }
 
 /// One shard's result: its output and final state, on its device.
 type ShardStep = (TrainOutput<SequenceOutput>, Vec<LstmState>);
 
 impl DataParallel {
-    /// Steps over these devices (at least one; with one, the model's own step).
+    /// Steps over these devices (at least one; with one, the model's own step), the
+    /// gradients moved to the first device and summed there.
     pub fn new(devices: Vec<Device>) -> Self {
         assert!(!devices.is_empty(), "at least one device");
-        Self { devices }
+        Self {
+            devices,
+            collective: None,
+        }
+    }
+
+    /// Steps over `backend`'s `devices`: all-reduced where the backend has Burn's collective
+    /// ([`BackendKind::all_reduces`]) and there are several, gathered as by
+    /// [`new`](Self::new) elsewhere.
+    pub fn of(backend: BackendKind, devices: Vec<Device>) -> Self {
+        let mut parallel = Self::new(devices);
+        if backend.all_reduces() && parallel.devices.len() > 1 {
+            let config = DistributedConfig {
+                all_reduce_op: ReduceOperation::Sum,
+            };
+            let context = DistributedContext::init(parallel.devices.clone(), config);
+            parallel.collective = Some(Arc::new(context));
+        }
+        parallel
     }
 
     /// The first device.
     pub fn main_device(&self) -> &Device {
         &self.devices[0]
+    }
+
+    /// Every device, the first first.
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// Whether the gradients are all-reduced during the backward rather than gathered.
+    pub fn all_reduces(&self) -> bool {
+        self.collective.is_some()
     }
 
     /// One training step on `batch` (on the first device) from `state` (per layer, for every
@@ -60,11 +103,16 @@ impl DataParallel {
             .zip(row_shards(rows, self.devices.len()))
             .filter(|(_, range)| !range.is_empty())
             .collect();
+        // A collective needs every device; a batch with fewer rows than devices gathers.
+        let all_reduce = self.collective.is_some() && shards.len() == self.devices.len();
         let results: Vec<ShardStep> = std::thread::scope(|scope| {
             let workers: Vec<_> = shards
                 .iter()
                 .map(|(device, range)| {
-                    let model = model.clone().fork(device);
+                    let mut model = model.clone().fork(device);
+                    if all_reduce {
+                        model = model.map(&mut ModuleSharder);
+                    }
                     let shard = SequenceBatch {
                         inputs: rows_of(&batch.inputs, range, device),
                         targets: rows_of(&batch.targets, range, device),
@@ -91,23 +139,27 @@ impl DataParallel {
                 })
                 .collect()
         });
-        self.combine(model, batch, &shards, results)
+        self.combine(model, batch, &shards, results, all_reduce)
     }
 
-    /// The shards' results on the first device, as one batch's.
+    /// The shards' results on the first device, as one batch's: the gradients summed there,
+    /// or the first shard's where the backward has `all_reduced` them already.
     fn combine(
         &self,
         model: &LstmLanguageModel,
         batch: SequenceBatch,
         shards: &[(Device, Range<usize>)],
         results: Vec<ShardStep>,
+        all_reduced: bool,
     ) -> (TrainOutput<SequenceOutput>, Vec<LstmState>) {
         let main = &self.devices[0];
         let rows = batch.targets.dims()[0] as f64;
         let mut accumulator = GradientsAccumulator::<LstmLanguageModel>::new();
         let (mut losses, mut logits, mut states) = (Vec::new(), Vec::new(), Vec::new());
-        for ((_, range), (output, last)) in shards.iter().zip(results) {
-            accumulator.accumulate(model, output.grads.to_device(&main.clone().inner(), model));
+        for (index, ((_, range), (output, last))) in shards.iter().zip(results).enumerate() {
+            if !all_reduced || index == 0 {
+                accumulator.accumulate(model, output.grads.to_device(&main.clone().inner(), model));
+            }
             let share = range.len() as f64 / rows;
             losses.push(output.item.loss.detach().to_device(main) * share);
             logits.push(output.item.logits.detach().to_device(main));
