@@ -93,7 +93,8 @@ pub struct RunOptions {
     pub loss_check_every: usize,
     /// The sample after every epoch.
     pub sample: EpochSample,
-    /// Selects each epoch's order of the training windows (windows mode).
+    /// Selects each epoch's order of the training windows (windows mode) or rotation of the
+    /// streams (stream mode with `data.rotate_streams`).
     pub order: Option<EpochOrder>,
     /// Step checkpoints.
     pub steps: StepPlan,
