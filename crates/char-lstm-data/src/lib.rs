@@ -13,7 +13,7 @@ mod window;
 
 pub use batcher::WindowBatcher;
 pub use error::DataError;
-pub use order::{EpochOrder, EpochRotated, EpochShuffled};
+pub use order::{EpochOrder, EpochShuffled};
 pub use split::TextSplit;
 pub use text::load_text;
 pub use window::{TextWindow, TextWindows};

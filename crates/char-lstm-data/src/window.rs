@@ -119,11 +119,6 @@ impl TextWindows {
         })
     }
 
-    /// The length of the text the windows are cut from (their range).
-    pub fn text_len(&self) -> usize {
-        self.range.len()
-    }
-
     /// The window length.
     pub fn seq_len(&self) -> usize {
         self.seq_len
@@ -139,25 +134,6 @@ impl TextWindows {
                     stream_len,
                 } => (index % streams) * stream_len + (index / streams) * self.seq_len,
             }
-    }
-
-    /// Window `index` with every position moved `by` tokens on, the range read as a ring (its
-    /// end followed by its start again): `by = 0` gives [`Dataset::get`]'s window. Rotated
-    /// streams start at other places of the text and cut their windows elsewhere.
-    ///
-    /// # Panics
-    /// If `index >= len()`.
-    pub fn rotated(&self, index: usize, by: usize) -> TextWindow {
-        assert!(index < self.len, "window {index} out of {}", self.len);
-        let ring = self.text_len();
-        let start = self.start(index) - self.range.start + by % ring;
-        let window: Vec<u32> = (start..=start + self.seq_len)
-            .map(|position| self.tokens[self.range.start + position % ring])
-            .collect();
-        TextWindow {
-            input: window[..self.seq_len].to_vec(),
-            target: window[1..].to_vec(),
-        }
     }
 }
 
@@ -211,26 +187,6 @@ mod tests {
             }
             let last = windows.start(windows.len() - 1);
             assert!(last + 6 <= chars.len() && last + stride + 6 > chars.len());
-        }
-    }
-
-    /// A rotated window is the slice of the text written twice (the ring), from its position
-    /// in the text plus the rotation; no rotation is the plain window.
-    #[test]
-    fn rotated_windows_are_slices_of_the_ring() {
-        let text = "abcdefghijklmnopqrstuvwxyz0123456789";
-        let tokens = encoded(text);
-        let range = 3..33;
-        let ring: Vec<u32> = [&tokens[range.clone()], &tokens[range.clone()]].concat();
-        let windows = TextWindows::streams(tokens.clone(), range.clone(), 4, 3, "t").unwrap();
-        for index in 0..windows.len() {
-            assert_eq!(windows.rotated(index, 0), windows.get(index).unwrap());
-            for by in [1, 7, 29, 30, 61] {
-                let start = windows.start(index) - range.start + by % range.len();
-                let window = windows.rotated(index, by);
-                assert_eq!(window.input, ring[start..start + 4], "{index} by {by}");
-                assert_eq!(window.target, ring[start + 1..start + 5], "{index} by {by}");
-            }
         }
     }
 

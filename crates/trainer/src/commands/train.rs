@@ -18,9 +18,7 @@ use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric, PerplexityMetric};
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use char_lstm::{CharVocab, LstmLanguageModel};
-use char_lstm_data::{
-    EpochOrder, EpochRotated, EpochShuffled, TextSplit, TextWindows, WindowBatcher,
-};
+use char_lstm_data::{EpochOrder, EpochShuffled, TextSplit, TextWindows, WindowBatcher};
 
 use crate::budget::Budget;
 use crate::cli::TrainArgs;
@@ -315,16 +313,12 @@ fn build(prepared: &Prepared, plain: bool) -> Result<Built> {
     let lm = config.model.init(device);
     let stream = config.data.mode == DataMode::Stream;
     // One worker, so batches arrive in the dataset's order: in stream mode each batch continues
-    // the one before, row by row; the windows' order and the streams' rotation are functions
-    // of seed and epoch.
+    // the one before, row by row; in windows mode the order is a function of seed and epoch.
     let train_builder = DataLoaderBuilder::new(WindowBatcher)
         .batch_size(t.global_batch_size())
         .num_workers(1);
     let train_windows = prepared.train_windows.clone();
-    let (train_loader, order): (_, Option<EpochOrder>) = if config.data.rotate_streams {
-        let (rotated, order) = EpochRotated::new(train_windows, t.seed);
-        (train_builder.build(rotated), Some(order))
-    } else if stream {
+    let (train_loader, order): (_, Option<EpochOrder>) = if stream {
         (train_builder.build(train_windows), None)
     } else {
         let (shuffled, order) = EpochShuffled::new(train_windows, t.seed);

@@ -52,10 +52,6 @@ pub struct DataSection {
     /// `stream` (the text in `batch_size` contiguous streams read in order, the state carried
     /// from batch to batch and reset each epoch: truncated backpropagation through time).
     pub mode: DataMode,
-    /// In stream mode, start the streams at another place of the training text every epoch
-    /// (the text read as a ring, rotated by an amount drawn from the seed and the epoch), so
-    /// that batches group other stretches of text and the truncation falls elsewhere.
-    pub rotate_streams: bool,
 }
 
 /// How training reads the text.
@@ -159,7 +155,6 @@ impl Default for RunConfig {
                 stride: 1,
                 valid_fraction: 0.0,
                 mode: DataMode::Windows,
-                rotate_streams: false,
             },
             training: TrainingSection {
                 batch_size: 32,
@@ -464,7 +459,6 @@ mod tests {
             ("training.weight_decay=2000", "training.weight_decay"),
             ("training.ema_decay=1", "training.ema_decay"),
             ("data.valid_fraction=-0.1", "data.valid_fraction"),
-            ("data.rotate_streams=true", "data.rotate_streams"),
             ("generate.top_p=2", "top_p"),
         ] {
             let err = RunConfig::resolve(None, &[set.into()])

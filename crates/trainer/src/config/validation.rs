@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::{DataMode, RunConfig};
+use super::RunConfig;
 
 impl RunConfig {
     /// Checks every value's range.
@@ -17,9 +17,6 @@ impl RunConfig {
         positive("data.seq_len", d.seq_len)?;
         positive("data.stride", d.stride)?;
         in_unit("data.valid_fraction", d.valid_fraction)?;
-        if d.rotate_streams && d.mode != DataMode::Stream {
-            bail!("data.rotate_streams = true: only in stream mode (data.mode = \"stream\")");
-        }
         if !d.sha256.is_empty()
             && (d.sha256.len() != 64 || !d.sha256.chars().all(|c| c.is_ascii_hexdigit()))
         {

@@ -93,8 +93,7 @@ pub struct RunOptions {
     pub loss_check_every: usize,
     /// The sample after every epoch.
     pub sample: EpochSample,
-    /// Selects each epoch's order of the training windows (windows mode) or rotation of the
-    /// streams (stream mode with `data.rotate_streams`).
+    /// Selects each epoch's order of the training windows (windows mode).
     pub order: Option<EpochOrder>,
     /// Step checkpoints.
     pub steps: StepPlan,
