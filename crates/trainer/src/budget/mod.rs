@@ -59,11 +59,11 @@ impl Budget {
         ) = (valid_fraction, mode, seq_len);
     }
 
-    /// Times a training step of every candidate size on the run's devices (smallest first, until one
-    /// no longer suffices), chooses among them ([`rules::choose`]), and writes the size, the
-    /// epochs, the regularization, the schedule and the time left into `config`. The paragraph
-    /// that says what was chosen and why. `text_train_chars` is the training text's length,
-    /// `train` and `valid` its windows and the validation windows.
+    /// Times a training step of every candidate size on the run's devices (`parallel`;
+    /// smallest first, until one no longer suffices), chooses among them ([`rules::choose`]),
+    /// and writes the size, the epochs, the regularization, the schedule and the time left into
+    /// `config`. The paragraph that says what was chosen and why. `text_train_chars` is the
+    /// training text's length, `train` and `valid` its windows and the validation windows.
     pub fn size_model(
         &self,
         config: &mut RunConfig,
