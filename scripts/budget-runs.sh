@@ -12,6 +12,9 @@
 #              dropout, Adam 1e-3) for MINUTES
 #   pytorch    ../shared/bench/pytorch_reference.py's quality mode for MINUTES (the tutorial's
 #              settings in PyTorch)
+#   pytorch-dropout  the same with dropout 0.5 between the layers, windows of 100 and Adam 2e-3
+#              (char-rnn's advice for a text of this size), evaluated on its last weights
+#              (each PyTorch run's result, steps and training curve included, in its .json)
 #
 #   scripts/budget-runs.sh TEXT MINUTES CONTENDER...      (BIN: the trainer binary to use;
 #                                                          SEED: every contender's seed)
@@ -41,10 +44,12 @@ for contender in "$@"; do
       [[ $size == *:* ]] && args+=(--set "training.epochs=${size#*:}") ;;
     tuned=*) args=(--config configs/tinyshakespeare.toml "${data[@]}" "${limit[@]}" --set "training.epochs=${contender#tuned=}") ;;
     tutorial) args=(--config configs/default.toml "${data[@]}" "${limit[@]}" --set data.valid_fraction=0.1 --set training.epochs=1000) ;;
-    pytorch)
+    pytorch|pytorch-dropout)
+      options=()
+      [ "$contender" = pytorch-dropout ] && options=(--dropout 0.5 --seq 100 --lr 2e-3)
       start=$(date +%s)
-      loss=$(python3 ../shared/bench/pytorch_reference.py quality "$text" --seconds $((minutes * 60)) ${SEED:+--seed $SEED} | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["valid_loss_stream"], 4))')
-      echo "pytorch: $(( $(date +%s) - start )) s, validation loss $loss nats/char (stream)"
+      loss=$(python3 ../shared/bench/pytorch_reference.py quality "$text" --seconds $((minutes * 60)) ${SEED:+--seed $SEED} "${options[@]}" | tee "$run.json" | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["valid_loss_stream"], 4))')
+      echo "$contender: $(( $(date +%s) - start )) s, validation loss $loss nats/char (stream)"
       continue ;;
     *) echo "unknown contender $contender" >&2; exit 2 ;;
   esac
