@@ -14,7 +14,9 @@
 #              settings in PyTorch)
 #   pytorch-dropout  the same with dropout 0.5 between the layers, windows of 100 and Adam 2e-3
 #              (char-rnn's advice for a text of this size), evaluated on its last weights
-#              (each PyTorch run's result, steps and training curve included, in its .json)
+#
+# Each run's log (ours) or whole result (PyTorch's JSON: steps, training curve) is kept as
+# runs/budget-runs/<text>-<minutes>m[-seed<SEED>]/<contender>.log or .json.
 #
 #   scripts/budget-runs.sh TEXT MINUTES CONTENDER...      (BIN: the trainer binary to use;
 #                                                          SEED: every contender's seed)
