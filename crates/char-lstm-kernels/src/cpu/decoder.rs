@@ -3,6 +3,7 @@
 //! allocated once, and each step reuses them, so generating a character allocates nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::Flex;
 use burn::tensor::Tensor;
@@ -173,8 +174,23 @@ impl Decoder {
     /// If `tokens` does not hold one token per stream, or a token is outside the vocabulary.
     pub fn step(&mut self, tokens: &[u32]) -> &[f32] {
         // On a worker of the thread pool, each product's split over the cores is a join among
-        // workers that are awake, not a handoff from outside the pool that wakes them.
-        rayon::scope(|_| self.advance(tokens));
+        // workers that are awake, not a handoff from outside the pool that wakes them. A helper
+        // keeps another worker awake through the step, taking the products' halves as they come,
+        // so that the step wakes a sleeping worker once, not once per product.
+        let done = &AtomicBool::new(false);
+        rayon::scope(|scope| {
+            let owner = rayon::current_thread_index();
+            scope.spawn(move |_| {
+                // On the step's own thread (popped while it waited), spinning would never end.
+                while rayon::current_thread_index() != owner && !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            self.advance(tokens);
+            done.store(true, Ordering::Release);
+        });
         &self.logits
     }
 
