@@ -27,6 +27,7 @@ pub use cpu::cross_entropy::fused_cross_entropy;
 pub use cpu::decoder::{Decoder, DecoderWeights, LayerTensors};
 pub use cpu::dropout::fused_dropout;
 pub use cpu::grad_norm::fused_sum_of_squares;
+pub use cpu::op_times::{OpTime, time_cpu_ops};
 pub use cpu::projection::{WeightLayout, fused_linear, fused_projection};
 pub use cpu::softmax::softmax_weights;
 #[cfg(feature = "gpu")]

@@ -28,7 +28,7 @@ use burn::tensor::{DType, Shape, Tensor, TensorData};
 use crate::cpu::adam::{StepConstants, fused_update};
 use crate::cpu::cross_entropy::CrossEntropy;
 use crate::cpu::dropout::Mask;
-use crate::cpu::flex_op::{self, HostedOp};
+use crate::cpu::flex_op::{self, FlexOp, HostedOp};
 use crate::cpu::projection::Projection;
 use crate::cpu::recurrence::Recurrence;
 use crate::custom_op::{self, CustomOp, OpBackend, op_backend};
@@ -331,7 +331,7 @@ impl<O: HostedOp<N>, const N: usize> ServedOp<Flex, N> for O {
 
 /// `server` with `O`'s forward and backward as handlers for devices of backend `B`.
 fn host<B: BackendIr, O: ServedOp<B, N>, const N: usize>(server: RemoteServer) -> RemoteServer {
-    let name = <O::Sent as HostedOp<N>>::NAME;
+    let name = <O::Sent as FlexOp<N>>::NAME;
     let op = |ir: &CustomOpIr| O::served(O::Sent::from_settings(&settings(ir)));
     server
         .with_custom_op::<B, _>(&id(name, "forward"), move |handles, ir, _| {

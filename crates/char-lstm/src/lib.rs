@@ -40,6 +40,9 @@ pub use char_lstm_kernels::{GPU_RECURRENCE_ENV, GpuRecurrence, UnknownGpuRecurre
 /// Counts and times the GPU kernels some work launches (with the `gpu` feature).
 #[cfg(feature = "gpu")]
 pub use char_lstm_kernels::{KernelTime, count_launches, time_launches};
+/// Times the fused CPU ops of some work, such as a training step (with the `kernels` feature).
+#[cfg(feature = "kernels")]
+pub use char_lstm_kernels::{OpTime, time_cpu_ops};
 /// The fused CPU ops hosted by a Burn remote server's flex devices for `--backend remote` clients,
 /// and the answer of a server of another backend that hosts none (with the `remote` feature).
 #[cfg(feature = "remote")]

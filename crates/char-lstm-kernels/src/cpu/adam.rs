@@ -25,6 +25,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::cpu::flex_op::values;
+use crate::cpu::op_times;
 use crate::simd::per_simd_path;
 
 /// Configuration of [`FusedAdam`]; the defaults are PyTorch's.
@@ -83,7 +84,8 @@ impl Optimizer for FusedAdam {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         if fusable(&tensor, &grad, state.as_ref()) {
-            let (tensor, state) = self.fused_step(lr, tensor, grad, state);
+            let (tensor, state) =
+                op_times::timed("adam", "step", || self.fused_step(lr, tensor, grad, state));
             return (tensor, Some(state));
         }
         #[cfg(feature = "gpu")]

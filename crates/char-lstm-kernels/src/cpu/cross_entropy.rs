@@ -39,8 +39,6 @@ pub(crate) struct CrossEntropy {
 }
 
 impl HostedOp<1> for CrossEntropy {
-    const NAME: &'static str = "cross-entropy";
-
     fn settings(&self) -> Vec<u64> {
         let targets = self.targets.iter().map(|&t| u64::from(t));
         std::iter::once(self.vocab as u64).chain(targets).collect()
@@ -68,6 +66,8 @@ impl HostedOp<1> for CrossEntropy {
 }
 
 impl FlexOp<1> for CrossEntropy {
+    const NAME: &'static str = "cross-entropy";
+
     /// Each row's log-sum-exp.
     type Saved = Vec<f32>;
 

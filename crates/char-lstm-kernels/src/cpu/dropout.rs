@@ -91,8 +91,6 @@ per_simd_path! {
 }
 
 impl HostedOp<1> for Mask {
-    const NAME: &'static str = "dropout";
-
     fn settings(&self) -> Vec<u64> {
         vec![self.seed, self.threshold, u64::from(self.scale.to_bits())]
     }
@@ -117,6 +115,8 @@ impl HostedOp<1> for Mask {
 }
 
 impl FlexOp<1> for Mask {
+    const NAME: &'static str = "dropout";
+
     type Saved = ();
 
     fn forward(&self, [input]: [&[f32]; 1]) -> (Vec<f32>, ()) {

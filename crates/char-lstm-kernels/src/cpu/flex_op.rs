@@ -6,6 +6,7 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::cpu::op_times;
 use crate::custom_op::{self, CustomOp, op_backend};
 
 op_backend!(Flex);
@@ -14,6 +15,10 @@ op_backend!(Flex);
 pub(crate) trait FlexOp<const N: usize>:
     Send + Sync + std::fmt::Debug + Sized + 'static
 {
+    /// The op's name, in the ids of its custom operations (see `crate::remote`) and in
+    /// [`crate::time_cpu_ops`]'s timings.
+    const NAME: &'static str;
+
     /// What the backward needs from the forward besides the inputs and the output.
     type Saved: Send + Sync + 'static;
 
@@ -34,9 +39,11 @@ impl<O: FlexOp<N>, const N: usize> CustomOp<Flex, N> for O {
     type Saved = O::Saved;
 
     fn forward(&self, inputs: &[FlexTensor; N]) -> (FlexTensor, O::Saved) {
-        let values = inputs.each_ref().map(values);
-        let (output, saved) = FlexOp::forward(self, values.each_ref().map(|v| v.as_ref()));
-        (flat(output), saved)
+        op_times::timed(O::NAME, "forward", || {
+            let values = inputs.each_ref().map(values);
+            let (output, saved) = FlexOp::forward(self, values.each_ref().map(|v| v.as_ref()));
+            (flat(output), saved)
+        })
     }
 
     fn backward(
@@ -46,15 +53,17 @@ impl<O: FlexOp<N>, const N: usize> CustomOp<Flex, N> for O {
         saved: &O::Saved,
         d_output: FlexTensor,
     ) -> [FlexTensor; N] {
-        let inputs = inputs.each_ref().map(values);
-        FlexOp::backward(
-            self,
-            inputs.each_ref().map(|v| v.as_ref()),
-            &values(output),
-            saved,
-            &values(&d_output),
-        )
-        .map(flat)
+        op_times::timed(O::NAME, "backward", || {
+            let inputs = inputs.each_ref().map(values);
+            FlexOp::backward(
+                self,
+                inputs.each_ref().map(|v| v.as_ref()),
+                &values(output),
+                saved,
+                &values(&d_output),
+            )
+            .map(flat)
+        })
     }
 }
 
@@ -63,9 +72,6 @@ impl<O: FlexOp<N>, const N: usize> CustomOp<Flex, N> for O {
 /// as buffers.
 #[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub(crate) trait HostedOp<const N: usize>: FlexOp<N> + Clone {
-    /// The op's name in the ids of its custom operations.
-    const NAME: &'static str;
-
     /// What the server needs besides the inputs to rebuild the op.
     fn settings(&self) -> Vec<u64>;
 

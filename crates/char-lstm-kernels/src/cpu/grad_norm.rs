@@ -5,6 +5,7 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::cpu::flex_op::values;
+use crate::cpu::op_times;
 use crate::simd::per_simd_path;
 
 /// The sum of the squares of the values of `tensor`, in `f64` and over every core, when it
@@ -12,11 +13,13 @@ use crate::simd::per_simd_path;
 /// time, on every path: each chunk's partial sum is added in order.
 pub fn fused_sum_of_squares<const D: usize>(tensor: &Tensor<D>) -> Option<f64> {
     let primitive = tensor.clone().try_into_primitive::<Flex>().ok()?;
-    let partial: Vec<f64> = values(&primitive)
-        .par_chunks(1 << 14)
-        .map(chunk_sum_of_squares)
-        .collect();
-    Some(partial.iter().sum())
+    op_times::timed("grad-norm", "step", || {
+        let partial: Vec<f64> = values(&primitive)
+            .par_chunks(1 << 14)
+            .map(chunk_sum_of_squares)
+            .collect();
+        Some(partial.iter().sum())
+    })
 }
 
 per_simd_path! {

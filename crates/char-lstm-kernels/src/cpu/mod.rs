@@ -9,6 +9,7 @@ pub(crate) mod flex_op;
 pub(crate) mod gates;
 pub(crate) mod grad_norm;
 pub(crate) mod matmul;
+pub(crate) mod op_times;
 pub(crate) mod projection;
 pub(crate) mod recurrence;
 pub(crate) mod softmax;

@@ -97,8 +97,6 @@ impl Projection {
 }
 
 impl HostedOp<3> for Projection {
-    const NAME: &'static str = "projection";
-
     fn settings(&self) -> Vec<u64> {
         let layout = match self.layout {
             WeightLayout::OutputMajor => 0,
@@ -134,6 +132,8 @@ impl HostedOp<3> for Projection {
 }
 
 impl FlexOp<3> for Projection {
+    const NAME: &'static str = "projection";
+
     type Saved = ();
 
     fn forward(&self, [input, weight, bias]: [&[f32]; 3]) -> (Vec<f32>, ()) {

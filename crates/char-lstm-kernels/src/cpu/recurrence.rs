@@ -81,6 +81,8 @@ pub(crate) struct Activations {
 }
 
 impl FlexOp<4> for Recurrence {
+    const NAME: &'static str = "recurrence";
+
     type Saved = Activations;
 
     fn forward(&self, [projected, weight, h0, c0]: [&[f32]; 4]) -> (Vec<f32>, Activations) {
@@ -99,8 +101,6 @@ impl FlexOp<4> for Recurrence {
 }
 
 impl HostedOp<4> for Recurrence {
-    const NAME: &'static str = "recurrence";
-
     fn settings(&self) -> Vec<u64> {
         let Dims {
             batch,

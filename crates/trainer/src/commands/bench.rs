@@ -20,6 +20,7 @@ use char_lstm::{
 use char_lstm_data::{TextSplit, TextWindows};
 use serde::Serialize;
 
+use crate::backend::BackendKind;
 use crate::cli::{BenchArgs, LstmChoice, overrides};
 use crate::commands::bench_recurrence::{RecurrenceTimes, time_recurrence};
 use crate::config::RunConfig;
@@ -63,6 +64,9 @@ struct BenchReport {
     /// On the CubeCL backends: one more training step with each kernel timed alone (the
     /// step waits for every kernel), by kernel, the longest first.
     train_step_kernels: Option<Vec<KernelReport>>,
+    /// On flex with one device: where a training step's time goes, over
+    /// [`OP_TIMED_STEPS`] more steps with each fused CPU op timed.
+    train_step_ops: Option<OpBreakdown>,
     /// One layer's recurrence alone over one batch (`[batch_size, seq_len, hidden_dim]`).
     recurrence: RecurrenceTimes,
     /// On the CubeCL backends: wall time per kernel launched by 1,000 one-element additions
@@ -98,6 +102,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let mut train_step = training_step(lm, &parallel, &windows, &config);
     let step_time = median_step_time(args, &mut train_step);
     let train_step_launches = launches(args, &mut train_step);
+    let train_step_ops = op_times(args, config.training.devices, &mut train_step);
     let train_step_kernels = kernel_times(args, train_step);
     let peak_rss_bytes = peak_rss_bytes();
     let recurrence = time_recurrence(
@@ -154,6 +159,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             .map(|t| round(chars_per_step / t.as_secs_f64(), 0)),
         train_step_launches,
         train_step_kernels,
+        train_step_ops,
         recurrence,
         launch_overhead_us,
     };
@@ -218,6 +224,58 @@ fn kernel_times(args: &BenchArgs, step: impl FnOnce()) -> Option<Vec<KernelRepor
         drop(step);
         None
     }
+}
+
+/// Training steps [`op_times`] times.
+const OP_TIMED_STEPS: usize = 5;
+
+/// Where a training step's time goes on flex, per step.
+#[derive(Debug, Serialize)]
+struct OpBreakdown {
+    /// The mean time of a step, in milliseconds.
+    step_ms: f64,
+    /// Each fused op's pass (its parallel work on every core included), the longest first.
+    ops: Vec<OpReport>,
+    /// The time outside them, in milliseconds: Burn's own ops (the embedding's gather, the
+    /// autodiff graph), and the loss read back.
+    other_ms: f64,
+}
+
+/// One fused op's pass in a training step.
+#[derive(Debug, Serialize)]
+struct OpReport {
+    /// The op and its pass, such as `recurrence backward`.
+    op: String,
+    /// Its calls per step.
+    calls: usize,
+    /// Its time per step, in milliseconds.
+    ms: f64,
+}
+
+/// [`OP_TIMED_STEPS`] training steps with the fused CPU ops timed, where they all run on this
+/// thread: on flex with one device.
+fn op_times(args: &BenchArgs, devices: usize, mut step: impl FnMut()) -> Option<OpBreakdown> {
+    if args.device.backend != BackendKind::Flex || devices != 1 {
+        return None;
+    }
+    let start = Instant::now();
+    let ((), times) = char_lstm::time_cpu_ops(|| (0..OP_TIMED_STEPS).for_each(|_| step()));
+    let per_step = |time: Duration| time.as_secs_f64() * 1e3 / OP_TIMED_STEPS as f64;
+    let step_ms = per_step(start.elapsed());
+    let in_ops: f64 = times.iter().map(|t| per_step(t.total)).sum();
+    let ops = times
+        .into_iter()
+        .map(|t| OpReport {
+            op: format!("{} {}", t.op, t.pass),
+            calls: t.calls / OP_TIMED_STEPS,
+            ms: round(per_step(t.total), 2),
+        })
+        .collect();
+    Some(OpBreakdown {
+        step_ms: round(step_ms, 2),
+        ops,
+        other_ms: round(step_ms - in_ops, 2),
+    })
 }
 
 /// The layout of the GPU recurrence kernels on the CubeCL backends; an unknown
