@@ -7,8 +7,8 @@
 #   [SIMD=avx512|avx2|portable] [TEXT=file] [ROUNDS=n] [TRAINER=binary] [NN_LSTM=0] \
 #     scripts/bench-vs-pytorch.sh [extra `trainer bench` flags, e.g. --backend wgpu]
 #
-# SIMD forces our CPU kernels' path (CHAR_LSTM_SIMD) and PyTorch's onto the same instruction
-# set (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS); unset, each takes the best the CPU has.
+# SIMD forces our CPU kernels' path and PyTorch's onto the same instruction set
+# (scripts/same-isa.sh); unset, each takes the best the CPU has.
 # TEXT defaults to tiny-shakespeare; `scripts/synthetic-cjk.py` writes a text with a large
 # vocabulary. TRAINER runs that binary instead of building this checkout's. NN_LSTM=0 leaves
 # out the `burn::nn::Lstm` baseline (slow with a large vocabulary).
@@ -18,17 +18,11 @@ cd "$(dirname "$0")/.."
 text=${TEXT:-../shared/datasets/tinyshakespeare.txt}
 steps=${STEPS:-20}
 trainer=${TRAINER:-target/release/trainer}
-case "${SIMD:-}" in
-    "") ;;
-    avx512) export CHAR_LSTM_SIMD=avx512 ATEN_CPU_CAPABILITY=avx512 MKL_ENABLE_INSTRUCTIONS=AVX512 ;;
-    avx2) export CHAR_LSTM_SIMD=avx2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ;;
-    portable) export CHAR_LSTM_SIMD=portable ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ;;
-    *) echo "$0: SIMD=$SIMD: expected avx512, avx2 or portable" >&2; exit 2 ;;
-esac
+source scripts/same-isa.sh
 [ -n "${TRAINER:-}" ] || cargo build --release -p trainer >&2
 echo "text: $text; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
     "($(grep -o -m1 avx512f /proc/cpuinfo || echo 'no avx512f'))"
-python3 -c "import torch; print('PyTorch', torch.__version__, 'CPU capability:', torch.backends.cpu.get_cpu_capability(), '(ATEN_CPU_CAPABILITY=' + __import__('os').environ.get('ATEN_CPU_CAPABILITY', 'unset') + ')')"
+python3 -c "import os, torch; print('PyTorch', torch.__version__, 'CPU capability:', torch.backends.cpu.get_cpu_capability(), '(ATEN_CPU_CAPABILITY=' + os.environ.get('ATEN_CPU_CAPABILITY', 'unset') + ', ONEDNN_MAX_CPU_ISA=' + os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset') + ')')"
 python3 - "$trainer" "$text" "$steps" "${ROUNDS:-3}" "${NN_LSTM:-1}" "$@" <<'PY'
 import json, resource, statistics, subprocess, sys
 trainer, text, steps, rounds, nn_lstm, extra = (sys.argv[1], sys.argv[2], sys.argv[3],

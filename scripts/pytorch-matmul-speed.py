@@ -2,7 +2,7 @@
 default model (batch 32, seq_len 50, 2 x 512, embedding 256), with 2 threads: the median
 GFLOP/s of 30 products each. What our kernels' share of a step is compared with.
 
-    [MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2] python3 scripts/pytorch-matmul-speed.py
+    [MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2] python3 scripts/pytorch-matmul-speed.py
 
 Needs `pip install torch`.
 """
