@@ -18,7 +18,11 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
         return vec![0.0; len];
     }
     // SAFETY: `fill` writes every value of the chunk.
-    unsafe { filled(len, PARALLEL_LEN, |chunk| chunk.fill(MaybeUninit::new(0.0))) }
+    unsafe {
+        filled(len, PARALLEL_LEN, |_, chunk| {
+            chunk.fill(MaybeUninit::new(0.0))
+        })
+    }
 }
 
 /// A copy of `values`.
@@ -37,7 +41,7 @@ pub(crate) fn repeated(row: &[f32], times: usize) -> Vec<f32> {
     // SAFETY: chunks are whole rows (a multiple of the row's length long), and the loop writes
     // each of them.
     unsafe {
-        filled(row.len() * times, rows_per_chunk * row.len(), |chunk| {
+        filled(row.len() * times, rows_per_chunk * row.len(), |_, chunk| {
             for copy in chunk.chunks_exact_mut(row.len()) {
                 for (value, &x) in copy.iter_mut().zip(row) {
                     value.write(x);
@@ -47,20 +51,44 @@ pub(crate) fn repeated(row: &[f32], times: usize) -> Vec<f32> {
     }
 }
 
+/// `values`, a row-major `[rows, cols]` matrix, as `[cols, rows]`.
+pub(crate) fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(values.len(), rows * cols, "a [{rows}, {cols}] matrix");
+    // Each task writes `BLOCK` rows of the result, reading one cache line of each source row.
+    const BLOCK: usize = 16;
+    if values.is_empty() {
+        return Vec::new();
+    }
+    // SAFETY: a chunk is the result's rows `BLOCK * index ..` (the last chunk fewer), `rows`
+    // values each, and the loops write every value of each of them.
+    unsafe {
+        filled(rows * cols, BLOCK * rows, |index, chunk| {
+            let first = index * BLOCK;
+            for (r, source) in values.chunks_exact(cols).enumerate() {
+                let source = &source[first..first + chunk.len() / rows];
+                for (c, &value) in source.iter().enumerate() {
+                    chunk[c * rows + r].write(value);
+                }
+            }
+        })
+    }
+}
+
 /// A buffer of `len` values, written in chunks of `chunk_len` (the last may be shorter) by
-/// `write`, in parallel.
+/// `write`, given each chunk's index, in parallel.
 ///
 /// # Safety
 /// `write` must write every value of the chunk it is given.
 unsafe fn filled(
     len: usize,
     chunk_len: usize,
-    write: impl Fn(&mut [MaybeUninit<f32>]) + Sync,
+    write: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
     let mut buffer = Vec::with_capacity(len);
     buffer.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk_len)
-        .for_each(&write);
+        .enumerate()
+        .for_each(|(index, chunk)| write(index, chunk));
     // SAFETY: the chunks cover the first `len` values of the spare capacity, and the caller
     // guarantees that `write` wrote each of them.
     unsafe { buffer.set_len(len) };
@@ -85,6 +113,13 @@ mod tests {
                 row.repeat(times),
                 "{width} x {times}"
             );
+        }
+        for (rows, cols) in [(0, 5), (1, 1), (3, 40), (40, 3), (17, 33)] {
+            let matrix: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let expected: Vec<f32> = (0..cols * rows)
+                .map(|at| matrix[(at % rows) * cols + at / rows])
+                .collect();
+            assert_eq!(transposed(&matrix, rows, cols), expected, "{rows} x {cols}");
         }
     }
 }

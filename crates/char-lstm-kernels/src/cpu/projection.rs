@@ -178,14 +178,16 @@ impl FlexOp<3> for Projection {
             &Rhs::for_rows(self.weight_by_inputs(weight), rows),
             Threads::All,
         );
-        // dW = dy^T x, or its transpose x^T dy for an input-major weight.
-        let mut d_weight = buffer::zeros(output_size * input_size);
+        // dW = dy^T x (output-major) or x^T dy (input-major). The product packs the narrower of
+        // x and dy as its right-hand side, and is transposed into place when that gives the
+        // other layout: a large vocabulary's dy is many times the size of x.
         let dy = Operand::rows(d_output, rows, output_size, output_size);
         let x = Operand::rows(input, rows, input_size, input_size);
-        let (lhs, rhs) = match layout {
-            WeightLayout::OutputMajor => (dy, x),
-            WeightLayout::InputMajor => (x, dy),
+        let (lhs, rhs, product_layout) = match input_size <= output_size {
+            true => (dy, x, WeightLayout::OutputMajor),
+            false => (x, dy, WeightLayout::InputMajor),
         };
+        let mut d_weight = buffer::zeros(output_size * input_size);
         matmul(
             &mut d_weight,
             rhs.cols,
@@ -194,6 +196,9 @@ impl FlexOp<3> for Projection {
             &Rhs::for_rows(rhs, lhs.cols),
             Threads::All,
         );
+        if product_layout != layout {
+            d_weight = buffer::transposed(&d_weight, lhs.cols, rhs.cols);
+        }
         // Column sums, each thread over its own columns.
         let mut d_bias = vec![0.0f32; output_size];
         let columns = output_size.div_ceil(rayon::current_num_threads());
@@ -236,8 +241,10 @@ mod tests {
             (1, 1, 3, 2, true),
             (4, 7, 33, 65, true),
             (3, 5, 40, 9, false),
-            // Enough rows for the packed kernel.
+            // Enough rows for the packed kernel; the weight's gradient computed as its
+            // transpose (more outputs than inputs) and directly.
             (8, 10, 70, 100, true),
+            (8, 10, 100, 70, true),
         ] {
             let linear = LinearConfig::new(d_input, d_output)
                 .with_bias(bias)
@@ -285,6 +292,57 @@ mod tests {
                     assert!(
                         (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
                         "{what} ({batch},{seq_len},{d_input},{d_output},{bias}): {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The op with an output-major weight (the LSTM's layout) against composed tensor ops, in
+    /// values and every gradient, with more inputs than outputs and fewer, so that the weight's
+    /// gradient is computed directly and as its transpose.
+    #[test]
+    fn output_major_projection_matches_composed_ops_in_values_and_gradients() {
+        let _rng = crate::testing::device_rng();
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        for (rows, input_size, output_size) in [(70, 48, 20), (70, 20, 48), (5, 9, 4)] {
+            let random = |shape: [usize; 2]| {
+                Tensor::<2>::random(shape, Distribution::Uniform(-1.0, 1.0), &device)
+            };
+            let (input, weight) = (
+                random([rows, input_size]),
+                random([output_size, input_size]),
+            );
+            let bias = random([1, output_size]).reshape([output_size]);
+            let scale = random([rows, output_size]);
+            let run = |fused: bool| {
+                let [x, w] = [&input, &weight].map(|t| t.clone().detach().require_grad());
+                let b = bias.clone().detach().require_grad();
+                let output = if fused {
+                    fused_projection(&x, &w, &b, WeightLayout::OutputMajor).expect("flex")
+                } else {
+                    x.clone().matmul(w.clone().transpose()) + b.clone().unsqueeze_dim(0)
+                };
+                let grads = (output.clone() * scale.clone()).sum().backward();
+                let (dx, dw) = (x.grad(&grads).unwrap(), w.grad(&grads).unwrap());
+                [
+                    values(output),
+                    values(dx),
+                    values(dw),
+                    values(b.grad(&grads).unwrap()),
+                ]
+            };
+            let (fused, composed) = (run(true), run(false));
+            for (what, (a, b)) in ["output", "d_input", "d_weight", "d_bias"]
+                .iter()
+                .zip(fused.iter().zip(&composed))
+            {
+                assert_eq!(a.len(), b.len(), "{what}");
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                        "{what} ({rows},{input_size},{output_size}): {x} vs {y}"
                     );
                 }
             }
