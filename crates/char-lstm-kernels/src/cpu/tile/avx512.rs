@@ -46,6 +46,15 @@ unsafe fn kernel<const R: usize>(
     cols: usize,
     accumulate: bool,
 ) {
+    // A wide destination's rows (a step's gates, a large vocabulary's logits) are far apart,
+    // and in a product of many rows they have left L2 by the time a tile adds to them: ask for
+    // them a whole depth of multiply-adds ahead (each row's 128 bytes may span three lines).
+    for r in 0..R {
+        let row = dst.wrapping_add(r * stride).cast::<i8>();
+        for offset in [0, 64, 127] {
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(offset));
+        }
+    }
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for kk in 0..depth {
         // SAFETY: the caller guarantees `depth * NR` panel and `depth * MR` lhs values.
