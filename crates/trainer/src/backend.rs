@@ -23,6 +23,13 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
+    /// The server's URL, where the command computes on `--backend remote`.
+    pub fn server(&self) -> Option<&str> {
+        self.remote
+            .as_deref()
+            .filter(|_| self.backend == BackendKind::Remote)
+    }
+
     /// The device to compute on, without autodiff.
     pub fn device(&self) -> Result<Device> {
         Ok(self.devices(1)?.remove(0))

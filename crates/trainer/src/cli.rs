@@ -34,9 +34,9 @@ impl Cli {
     /// that trains resumes).
     pub fn remote(&self) -> Option<(&str, &'static str)> {
         const RESUME: &str = "; the run keeps its last checkpoint: continue it with --resume";
-        let device = self.device().filter(|d| d.backend == BackendKind::Remote)?;
+        let server = self.device()?.server()?;
         let trains = matches!(self.command, None | Some(Command::Train(_)));
-        Some((device.remote.as_deref()?, if trains { RESUME } else { "" }))
+        Some((server, if trains { RESUME } else { "" }))
     }
 
     /// Where the command computes, for the commands that choose.

@@ -51,7 +51,8 @@ pub enum Finished {
 pub fn train(args: &TrainArgs) -> Result<Finished> {
     let prepared = prepare(args)?;
     let plain = args.no_tui || !std::io::stdout().is_terminal();
-    let ran = build(&prepared, plain).and_then(|built| report(&prepared, launch(built)));
+    let server = args.device.server();
+    let ran = build(&prepared, plain).and_then(|built| report(&prepared, launch(built), server));
     let (result, remove_directory) = settle(&prepared, ran);
     let path = prepared.run.path().to_path_buf();
     drop(prepared);
@@ -477,8 +478,9 @@ struct Outcome {
 }
 
 /// Says how the run ended and where to resume; after a finished run prints a sample from the
-/// best epoch's weights (which the loop keeps in `model.bpk`).
-fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
+/// best epoch's weights (which the loop keeps in `model.bpk`). `server`: the `--remote` one the
+/// run computed on.
+fn report(prepared: &Prepared, outcome: Outcome, server: Option<&str>) -> Result<Finished> {
     let Prepared {
         run, config, vocab, ..
     } = prepared;
@@ -490,7 +492,13 @@ fn report(prepared: &Prepared, outcome: Outcome) -> Result<Finished> {
         None => "no checkpoint was written, so nothing of this run was kept".to_string(),
     };
     if let Some(error) = &outcome.error {
-        bail!("training failed: {error}; {}", good());
+        // burn-train's errors can span lines (a metric's failed read of a lost server's tensor
+        // comes with its causes); ours are one line.
+        let error = error.split_whitespace().collect::<Vec<_>>().join(" ");
+        let place = server
+            .map(|url| format!(" on --remote {url}"))
+            .unwrap_or_default();
+        bail!("training failed{place}: {error}; {}", good());
     }
     match &outcome.early_end {
         Some(EarlyEnd::NonFiniteLoss(NonFinite { epoch, step, loss })) => bail!(
