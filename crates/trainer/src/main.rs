@@ -59,7 +59,12 @@ fn main() -> ExitCode {
         // The shell's code for a process ended by SIGINT.
         Ok(Finished::Interrupted) => ExitCode::from(130),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // One line whatever the libraries' messages hold (burn-train's span lines).
+            let message = format!("{error:#}");
+            eprintln!(
+                "error: {}",
+                message.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
             ExitCode::from(2)
         }
     }

@@ -492,9 +492,8 @@ fn report(prepared: &Prepared, outcome: Outcome, server: Option<&str>) -> Result
         None => "no checkpoint was written, so nothing of this run was kept".to_string(),
     };
     if let Some(error) = &outcome.error {
-        // burn-train's errors can span lines (a metric's failed read of a lost server's tensor
-        // comes with its causes); ours are one line.
-        let error = error.split_whitespace().collect::<Vec<_>>().join(" ");
+        // A metric's failed read of a lost server's tensor can end the run before the remote
+        // client's panic does: name the server here too.
         let place = server
             .map(|url| format!(" on --remote {url}"))
             .unwrap_or_default();
