@@ -1,7 +1,7 @@
 //! Dropout between layers: per element, or one mask per sequence.
 
 use burn::nn::Dropout;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use crate::fused;
 
@@ -17,6 +17,26 @@ pub(crate) fn dropout<const D: usize>(dropout: &Dropout, input: Tensor<D>) -> Te
 pub(crate) fn locked_dropout(dropout_layer: &Dropout, input: Tensor<3>) -> Tensor<3> {
     let [batch, _, features] = input.dims();
     broadcast_dropout(dropout_layer, input, [batch, 1, features])
+}
+
+/// [`locked_dropout`] when `variational`, else [`dropout`] per element: dropout on the
+/// inputs of a layer, `[batch, seq_len, features]`.
+pub(crate) fn sequence_dropout(
+    dropout_layer: &Dropout,
+    input: Tensor<3>,
+    variational: bool,
+) -> Tensor<3> {
+    if variational {
+        locked_dropout(dropout_layer, input)
+    } else {
+        dropout(dropout_layer, input)
+    }
+}
+
+/// Whether `dropout_layer` changes a tensor on `device`: in training, with autodiff, and a
+/// probability above 0.
+pub(crate) fn drops(dropout_layer: &Dropout, device: &Device) -> bool {
+    dropout_layer.training.is_enabled() && device.is_autodiff() && dropout_layer.prob > 0.0
 }
 
 /// [`dropout`] of whole rows of `table` (`[rows, columns]`): each row is kept, scaled, or
@@ -35,7 +55,7 @@ fn broadcast_dropout<const D: usize>(
     mask_shape: [usize; D],
 ) -> Tensor<D> {
     let device = input.device();
-    if !dropout_layer.training.is_enabled() || !device.is_autodiff() || dropout_layer.prob == 0.0 {
+    if !drops(dropout_layer, &device) {
         return input;
     }
     input * dropout(dropout_layer, Tensor::ones(mask_shape, &device))

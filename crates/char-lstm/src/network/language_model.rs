@@ -7,7 +7,7 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, Linea
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::fused;
-use crate::network::dropout::{dropout, row_dropout};
+use crate::network::dropout::{dropout, drops, row_dropout, sequence_dropout};
 use crate::network::lstm::{Lstm, LstmConfig, LstmImplementation, project_rows};
 use crate::network::state::LstmState;
 
@@ -29,10 +29,15 @@ pub struct LstmLanguageModelConfig {
     /// Dropout between LSTM layers (training only).
     #[config(default = 0.0)]
     pub dropout: f64,
-    /// Draw the dropout between layers once per sequence for all its steps (variational
-    /// dropout) instead of for every element.
+    /// Draw the dropout between layers, and the input dropout, once per sequence for all its
+    /// steps (variational dropout) instead of for every element.
     #[config(default = false)]
     pub variational_dropout: bool,
+    /// Dropout on the embeddings the bottom layer reads (AWD-LSTM's input dropout; training
+    /// only). While it acts, training runs the bottom layer's input product instead of
+    /// looking rows up in the projected embedding table, so its steps take longer.
+    #[config(default = 0.0)]
+    pub input_dropout: f64,
     /// Dropout on every LSTM layer's recurrent weights, drawn once per forward pass
     /// (AWD-LSTM's weight drop; training only).
     #[config(default = 0.0)]
@@ -59,6 +64,9 @@ pub struct LstmLanguageModel {
     pub embedding: Embedding,
     /// Dropout of whole rows of the embedding table.
     pub embedding_dropout: Dropout,
+    /// Dropout on the embeddings the bottom layer reads, with the LSTM's
+    /// [`Lstm::variational_dropout`].
+    pub input_dropout: Dropout,
     /// The stacked LSTM.
     pub lstm: Lstm,
     /// Dropout on the top hidden state before [`LstmLanguageModel::output`].
@@ -100,6 +108,7 @@ impl LstmLanguageModelConfig {
         }
         for (key, value) in [
             ("dropout", self.dropout),
+            ("input_dropout", self.input_dropout),
             ("output_dropout", self.output_dropout),
             ("weight_dropout", self.weight_dropout),
             ("embedding_dropout", self.embedding_dropout),
@@ -135,6 +144,7 @@ impl LstmLanguageModelConfig {
         LstmLanguageModel {
             embedding: EmbeddingConfig::new(self.vocab_size, self.embedding_dim).init(device),
             embedding_dropout: DropoutConfig::new(self.embedding_dropout).init(),
+            input_dropout: DropoutConfig::new(self.input_dropout).init(),
             lstm: LstmConfig::new(self.embedding_dim, self.hidden_dim)
                 .with_num_layers(self.num_layers)
                 .with_dropout(self.dropout)
@@ -184,6 +194,7 @@ impl LstmLanguageModel {
         let embeddings = row_dropout(&self.embedding_dropout, self.embedding.weight.val());
         let (hidden, state) = if self.lstm.implementation == LstmImplementation::Fused
             && self.vocab_size() < batch_size * seq_len
+            && !drops(&self.input_dropout, &inputs.device())
         {
             // Each row of the bottom layer's input projection is that of one of `vocab_size`
             // embeddings: projecting the embedding table once and looking rows up gives the
@@ -196,6 +207,8 @@ impl LstmLanguageModel {
             self.lstm.forward_projected(projected, state)
         } else {
             let embedded = burn::tensor::module::embedding(embeddings, inputs);
+            let variational = self.lstm.variational_dropout;
+            let embedded = sequence_dropout(&self.input_dropout, embedded, variational);
             self.lstm.forward(embedded, state)
         };
         let hidden = dropout(&self.output_dropout, hidden);
@@ -343,6 +356,79 @@ mod tests {
             for ((d, e), w) in d_ours.iter().zip(&d_reference).zip(&kept) {
                 let expected = if *w == 0.0 { 0.0 } else { e * 2.0 };
                 assert!((d - expected).abs() <= 1e-5, "{d} vs {expected}");
+            }
+        }
+    }
+
+    /// Input dropout runs the bottom layer on the embeddings times a mask drawn from the seed
+    /// (one per sequence when variational): the same logits and embedding gradients as a model
+    /// without it fed those masked embeddings, in both implementations; outside training the
+    /// model is the one without it.
+    #[test]
+    fn input_dropout_is_the_model_on_masked_embeddings() {
+        use crate::network::dropout::locked_dropout;
+        use burn::tensor::Tolerance;
+
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        device.seed(9);
+        let config = LstmLanguageModelConfig::new(6)
+            .with_embedding_dim(8)
+            .with_hidden_dim(16)
+            .with_num_layers(1);
+        let plain = config.init(&device);
+        let inputs = Tensor::<2, Int>::from_data([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]], &ad);
+        let layer = DropoutConfig::new(0.5).init();
+        let close = |a: Tensor<3>, b: Tensor<3>| {
+            let (a, b) = (
+                a.without_autodiff().into_data(),
+                b.without_autodiff().into_data(),
+            );
+            a.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-6));
+        };
+        for variational in [true, false] {
+            for implementation in [LstmImplementation::Fused, LstmImplementation::Composed] {
+                let mut ours = plain.clone();
+                ours.input_dropout = layer.clone();
+                ours.lstm.variational_dropout = variational;
+                ours.lstm = ours.lstm.with_implementation(implementation);
+                let ours = ours.fork(&ad).train();
+                ad.seed(77);
+                let (out, _) = ours.forward(inputs.clone(), None);
+                let d_ours = ours.embedding.weight.grad(&out.clone().sum().backward());
+
+                let mut reference = plain.clone();
+                reference.lstm = reference.lstm.with_implementation(implementation);
+                let reference = reference.fork(&ad).train();
+                let embedded = reference.embedding.forward(inputs.clone());
+                ad.seed(77);
+                let masked = if variational {
+                    locked_dropout(&layer, embedded.clone())
+                } else {
+                    dropout(&layer, embedded.clone())
+                };
+                let zeros = masked
+                    .clone()
+                    .equal_elem(0.0)
+                    .int()
+                    .sum()
+                    .into_scalar::<i64>();
+                assert!((1..96).contains(&zeros), "{zeros} of 96 dropped");
+                let (hidden, _) = reference.lstm.forward(masked, None);
+                let expected = reference.output.forward(hidden);
+                let d_reference = reference
+                    .embedding
+                    .weight
+                    .grad(&expected.clone().sum().backward());
+                close(out, expected);
+                d_ours.unwrap().into_data().assert_approx_eq::<f32>(
+                    &d_reference.unwrap().into_data(),
+                    Tolerance::absolute(1e-5),
+                );
+
+                let (eval, plain_eval) = (ours.valid(), reference.valid());
+                assert_eq!(logits(&eval, &device), logits(&plain_eval, &device));
             }
         }
     }

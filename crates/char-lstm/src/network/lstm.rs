@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::fused;
 use crate::network::cell::{LstmCell, LstmCellConfig};
-use crate::network::dropout::{dropout, locked_dropout};
+use crate::network::dropout::{dropout, sequence_dropout};
 use crate::network::state::LstmState;
 
 /// Configuration of an [`Lstm`].
@@ -168,11 +168,7 @@ impl Lstm {
         let (mut x, last) = recurrence(bottom, weight_hh(bottom), projected, state, implementation);
         finals.push(last);
         for (layer, state) in layers {
-            let input = if self.variational_dropout {
-                locked_dropout(&self.dropout, x)
-            } else {
-                dropout(&self.dropout, x)
-            };
+            let input = sequence_dropout(&self.dropout, x, self.variational_dropout);
             let projected = project(layer, input, implementation);
             let (output, last) =
                 recurrence(layer, weight_hh(layer), projected, state, implementation);

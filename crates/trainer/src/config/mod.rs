@@ -340,8 +340,8 @@ mod tests {
     }
 
     /// A run saved before `training.checkpoint_every`, `training.weight_decay`, `training.ema_decay`,
-    /// `model.output_dropout`, `model.weight_dropout`, `model.variational_dropout` and
-    /// `model.embedding_dropout` existed still loads, with their defaults.
+    /// `model.output_dropout`, `model.weight_dropout`, `model.variational_dropout`,
+    /// `model.embedding_dropout` and `model.input_dropout` existed still loads, with their defaults.
     #[test]
     fn saved_runs_without_later_keys_load_with_the_defaults() {
         let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
@@ -354,6 +354,7 @@ mod tests {
             ("model", "weight_dropout"),
             ("model", "variational_dropout"),
             ("model", "embedding_dropout"),
+            ("model", "input_dropout"),
             ("model", "vocab_size"),
             ("generate", "top_p"),
         ] {
@@ -369,6 +370,7 @@ mod tests {
         assert_eq!(config.model.weight_dropout, 0.0);
         assert!(!config.model.variational_dropout);
         assert_eq!(config.model.embedding_dropout, 0.0);
+        assert_eq!(config.model.input_dropout, 0.0);
         assert_eq!(config.model.vocab_size, 0);
         let sets = [
             "training.checkpoint_every=7".into(),
@@ -377,6 +379,7 @@ mod tests {
             "model.weight_dropout=0.2".into(),
             "model.variational_dropout=true".into(),
             "model.embedding_dropout=0.1".into(),
+            "model.input_dropout=0.2".into(),
         ];
         let set = RunConfig::resolve(None, &sets).unwrap();
         assert_eq!(set.training.checkpoint_every, 7);
@@ -385,6 +388,7 @@ mod tests {
         assert_eq!(set.model.weight_dropout, 0.2);
         assert!(set.model.variational_dropout);
         assert_eq!(set.model.embedding_dropout, 0.1);
+        assert_eq!(set.model.input_dropout, 0.2);
     }
 
     /// Every config the repository ships resolves: a misspelt key or a value out of range in
@@ -454,6 +458,7 @@ mod tests {
             ("model.output_dropout=-0.5", "model.output_dropout"),
             ("model.weight_dropout=1", "model.weight_dropout"),
             ("model.embedding_dropout=1.5", "model.embedding_dropout"),
+            ("model.input_dropout=-0.1", "model.input_dropout"),
             ("training.learning_rate=0", "training.learning_rate"),
             ("training.weight_decay=-0.1", "training.weight_decay"),
             ("training.weight_decay=2000", "training.weight_decay"),
