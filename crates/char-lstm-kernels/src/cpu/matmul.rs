@@ -278,6 +278,114 @@ pub(crate) fn matmul(
     }
 }
 
+/// The order in which [`step_matmul`] reads the right-hand side's column panels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    /// First panel to last.
+    Ascending,
+    /// Last panel to first.
+    Descending,
+}
+
+impl Sweep {
+    /// Time step `t`'s sweep: alternating, so that each step starts on the panels the step
+    /// before it read last.
+    pub fn of_step(t: usize) -> Self {
+        if t % 2 == 0 {
+            Sweep::Ascending
+        } else {
+            Sweep::Descending
+        }
+    }
+}
+
+/// [`matmul`] of a few rows on the calling thread, for one time step of a recurrence: each
+/// column panel of a packed `rhs` is read through its whole depth before the next, in `sweep`
+/// order. A layer's recurrent weight is larger than a core's L2; read once per step and in
+/// alternating directions, each step starts on the panels the step before left in L2 rather
+/// than on those it evicted first. Each tile of the result adds up the same depth blocks in
+/// the same order as in [`matmul`], so the values are the same bits.
+pub(crate) fn step_matmul(
+    dst: &mut [f32],
+    dst_stride: usize,
+    write: Write,
+    lhs: Operand<'_>,
+    rhs: &Rhs<'_>,
+    sweep: Sweep,
+) {
+    let Rhs::Packed { tile, panels, .. } = rhs else {
+        return matmul(dst, dst_stride, write, lhs, rhs, Threads::One);
+    };
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols());
+    assert_eq!(k, rhs.rows(), "inner dimensions differ");
+    lhs.check();
+    assert!(m == 0 || n == 0 || (m - 1) * dst_stride + n <= dst.len());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (mr, nr) = (tile.rows(), tile.cols());
+    let groups = m.div_ceil(mr);
+    // Every depth block of the rows in groups of `mr`, as `packed_rows` packs one; the block
+    // at depth `k0` starts at `groups * mr * k0`.
+    let mut packed_lhs = vec![0.0f32; groups * mr * k];
+    for k0 in (0..k).step_by(KC) {
+        let depth = KC.min(k - k0);
+        let block = &mut packed_lhs[groups * mr * k0..groups * mr * (k0 + depth)];
+        for (g, group) in block.chunks_exact_mut(mr * depth).enumerate() {
+            pack_group(lhs, g * mr, mr.min(m - g * mr), k0, mr, group);
+        }
+    }
+    let (count, width) = (n.div_ceil(nr), n.div_ceil(nr) * nr);
+    for i in 0..count {
+        let p = match sweep {
+            Sweep::Ascending => i,
+            Sweep::Descending => count - 1 - i,
+        };
+        for k0 in (0..k).step_by(KC) {
+            let depth = KC.min(k - k0);
+            let panel = &panels[k0 * width + p * depth * nr..][..depth * nr];
+            let add = write == Write::Add || k0 > 0;
+            let block = &packed_lhs[groups * mr * k0..groups * mr * (k0 + depth)];
+            let cols = p * nr..n.min(p * nr + nr);
+            panel_product(*tile, dst, dst_stride, add, block, m, panel, cols);
+        }
+    }
+}
+
+/// One depth block of a product: rows `0..rows` of `dst` (`stride` apart), columns `cols`,
+/// from the rows packed in groups of `tile.rows()` (`packed_lhs`, `[depth, mr]` each) and one
+/// panel; added to `dst` when `add`.
+#[allow(clippy::too_many_arguments)]
+fn panel_product(
+    tile: Tile,
+    dst: &mut [f32],
+    stride: usize,
+    add: bool,
+    packed_lhs: &[f32],
+    rows: usize,
+    panel: &[f32],
+    cols: Range<usize>,
+) {
+    let mr = tile.rows();
+    let depth = panel.len() / tile.cols();
+    for (g, group) in packed_lhs.chunks_exact(mr * depth).enumerate() {
+        let group_rows = mr.min(rows - g * mr);
+        let start = g * mr * stride + cols.start;
+        let end = start + (group_rows - 1) * stride + cols.len();
+        let dst = &mut dst[start..end];
+        tile.run(
+            group_rows,
+            depth,
+            group,
+            panel,
+            dst,
+            stride,
+            cols.len(),
+            add,
+        );
+    }
+}
+
 /// Where a product goes: `dst`'s rows `stride` apart.
 struct Out<'a> {
     dst: &'a mut [f32],
@@ -390,23 +498,11 @@ fn packed_rows(
         }
         let block = &panels[k0 * width..(k0 + depth) * width];
         let panels = block.chunks(depth * nr).enumerate();
+        let add = write == Write::Add || k0 > 0;
+        let packed_lhs = &packed_lhs[..groups * mr * depth];
         for (p, panel) in panels.skip(range.start).take(range.len()) {
-            let cols = nr.min(n - p * nr);
-            for g in 0..groups {
-                let group_rows = mr.min(rows - g * mr);
-                let start = g * mr * dst_stride + (p - range.start) * nr;
-                let end = start + (group_rows - 1) * dst_stride + cols;
-                tile.run(
-                    group_rows,
-                    depth,
-                    &packed_lhs[g * mr * depth..(g + 1) * mr * depth],
-                    panel,
-                    &mut dst[start..end],
-                    dst_stride,
-                    cols,
-                    write == Write::Add || k0 > 0,
-                );
-            }
+            let cols = (p - range.start) * nr..(p - range.start) * nr + nr.min(n - p * nr);
+            panel_product(tile, dst, dst_stride, add, packed_lhs, rows, panel, cols);
         }
     }
 }
@@ -604,5 +700,37 @@ mod tests {
         for pair in results.windows(2) {
             assert_eq!(pair[0], pair[1], "tiles differ");
         }
+    }
+
+    /// A time step's product gives the same bits as `matmul` on the calling thread, in either
+    /// sweep, on every path: several depth blocks, a short last panel, more rows than a tile,
+    /// accumulating or not, and a transposed left-hand side in a strided destination.
+    #[test]
+    fn step_products_are_the_bits_of_matmul_in_either_sweep() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for (m, k, n) in [(16, 512, 2048), (9, 600, 70), (1, 1, 1), (3, 256, 33)] {
+            let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
+            let stride = n + 5;
+            let start = random(m * stride, &mut rng);
+            for simd in Simd::supported() {
+                simd.run(|| {
+                    let rhs = Rhs::packed(Operand::rows(&b, k, n, n));
+                    for (lhs, write) in [
+                        (Operand::rows(&a, m, k, k), Write::Replace),
+                        (Operand::transposed(&a, m, k, m), Write::Add),
+                    ] {
+                        let mut expected = start.clone();
+                        matmul(&mut expected, stride, write, lhs, &rhs, Threads::One);
+                        for sweep in [Sweep::Ascending, Sweep::Descending] {
+                            let mut dst = start.clone();
+                            step_matmul(&mut dst, stride, write, lhs, &rhs, sweep);
+                            assert_eq!(dst, expected, "{m}x{k}x{n} {simd:?} {write:?} {sweep:?}");
+                        }
+                    }
+                });
+            }
+        }
+        assert_eq!(Sweep::of_step(0), Sweep::Ascending);
+        assert_eq!(Sweep::of_step(7), Sweep::Descending);
     }
 }

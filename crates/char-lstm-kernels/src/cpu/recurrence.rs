@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::cpu::buffer;
 use crate::cpu::flex_op::{self, FlexOp, HostedOp};
 use crate::cpu::gates::{cell_update, gate_gradients};
-use crate::cpu::matmul::{Operand, Rhs, Threads, Write, matmul};
+use crate::cpu::matmul::{Operand, Rhs, Sweep, Threads, Write, matmul, step_matmul};
 
 /// The sizes of one recurrence.
 #[derive(Debug, Clone, Copy)]
@@ -207,13 +207,13 @@ fn forward_rows(
         } else {
             (&h_out[(t - 1) * hidden..], steps * hidden)
         };
-        matmul(
+        step_matmul(
             &mut gates[t * g4..],
             steps * g4,
             Write::Add,
             Operand::rows(h_prev, rows, hidden, h_rs),
             weight_t,
-            Threads::One,
+            Sweep::of_step(t),
         );
         for b in 0..rows {
             let (before, after) = cells.split_at_mut((b * steps + t) * hidden);
@@ -349,13 +349,13 @@ fn backward_rows(
             gate_gradients(a, c, c_prev, d_out, dh, dc, &mut d_projected[at(g4, t)]);
         }
         // dh_{t-1} = dA_t W_hh
-        matmul(
+        step_matmul(
             dh,
             hidden,
             Write::Replace,
             Operand::rows(&d_projected[t * g4..], rows, g4, steps * g4),
             weight,
-            Threads::One,
+            Sweep::of_step(t),
         );
     }
 }
