@@ -5,9 +5,10 @@
 # (default 4) for each, one after the other, and prints each run's step times and the medians.
 # `burn::nn::Lstm`'s step shows whether the two commits ran on a machine in the same state.
 # MEASURE=sampling compares sampling instead: one stream and 32 streams, in characters per
-# second (`trainer bench`'s own sample length, one training step).
+# second (`trainer bench`'s own sample length, one training step). MEASURE=recurrence compares
+# one layer's recurrence alone (`trainer bench`'s `recurrence`: forward and backward, in ms).
 #
-#   [TEXT=file] [ROUNDS=n] [MEASURE=training|sampling] scripts/compare-commits.sh BEFORE AFTER
+#   [TEXT=file] [ROUNDS=n] [MEASURE=training|sampling|recurrence] scripts/compare-commits.sh BEFORE AFTER
 #   e.g. scripts/compare-commits.sh HEAD~1 HEAD
 #
 # Needs ../shared/datasets/tinyshakespeare.txt.
@@ -32,8 +33,8 @@ done
 cargo build -q --release -p trainer
 
 case "${MEASURE:-training}" in
-    training|sampling) ;;
-    *) echo "$0: MEASURE=$MEASURE: expected training or sampling" >&2; exit 2 ;;
+    training|sampling|recurrence) ;;
+    *) echo "$0: MEASURE=$MEASURE: expected training, sampling or recurrence" >&2; exit 2 ;;
 esac
 python3 - "$work" "$text" "${ROUNDS:-4}" "${MEASURE:-training}" "$1" "$2" <<'PY'
 import json, statistics, subprocess, sys
@@ -43,6 +44,11 @@ if measure == "training":
     flags = ["--steps", "10", "--warmup", "2", "--sample-length", "1", "--with-nn-lstm"]
     columns = {"step": lambda r: r["train_step_ms_median"],
                "burn::nn::Lstm": lambda r: 32 * 50 * 1000 / r["nn_lstm_train_chars_per_s"]}
+    unit = "ms"
+elif measure == "recurrence":
+    flags = ["--steps", "10", "--warmup", "2", "--sample-length", "1"]
+    columns = {"forward": lambda r: r["recurrence"]["forward_ms"],
+               "backward": lambda r: r["recurrence"]["backward_ms"]}
     unit = "ms"
 else:
     flags = ["--steps", "1", "--warmup", "0"]
