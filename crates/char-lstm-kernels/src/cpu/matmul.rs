@@ -291,7 +291,7 @@ impl Sweep {
     /// Time step `t`'s sweep: alternating, so that each step starts on the panels the step
     /// before it read last.
     pub fn of_step(t: usize) -> Self {
-        if t % 2 == 0 {
+        if t.is_multiple_of(2) {
             Sweep::Ascending
         } else {
             Sweep::Descending
