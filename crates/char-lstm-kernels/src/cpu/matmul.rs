@@ -229,10 +229,7 @@ pub(crate) fn matmul(
     rhs: &Rhs<'_>,
     threads: Threads,
 ) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols());
-    assert_eq!(k, rhs.rows(), "inner dimensions differ");
-    lhs.check();
-    assert!(m == 0 || n == 0 || (m - 1) * dst_stride + n <= dst.len());
+    let (m, k, n) = checked_sizes(dst, dst_stride, lhs, rhs);
     let parallel = threads == Threads::All && m * n * k >= PARALLEL_WORK;
     match rhs {
         Rhs::Plain(rhs) => gemm_crate(dst, dst_stride, write, lhs, rhs, parallel),
@@ -316,10 +313,7 @@ pub(crate) fn step_matmul(
     let Rhs::Packed { tile, panels, .. } = rhs else {
         return matmul(dst, dst_stride, write, lhs, rhs, Threads::One);
     };
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols());
-    assert_eq!(k, rhs.rows(), "inner dimensions differ");
-    lhs.check();
-    assert!(m == 0 || n == 0 || (m - 1) * dst_stride + n <= dst.len());
+    let (m, k, n) = checked_sizes(dst, dst_stride, lhs, rhs);
     if m == 0 || n == 0 {
         return;
     }
@@ -384,6 +378,20 @@ fn panel_product(
             add,
         );
     }
+}
+
+/// A product's `(m, k, n)`, once its operands and destination are checked to fit each other.
+fn checked_sizes(
+    dst: &[f32],
+    dst_stride: usize,
+    lhs: Operand<'_>,
+    rhs: &Rhs<'_>,
+) -> (usize, usize, usize) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols());
+    assert_eq!(k, rhs.rows(), "inner dimensions differ");
+    lhs.check();
+    assert!(m == 0 || n == 0 || (m - 1) * dst_stride + n <= dst.len());
+    (m, k, n)
 }
 
 /// Where a product goes: `dst`'s rows `stride` apart.

@@ -300,6 +300,21 @@ mod tests {
         assert_eq!(logits(&eval, &inner), logits(&eval, &inner));
     }
 
+    /// A one-layer model of 6 characters on flex, initialized from `seed`, with flex's autodiff
+    /// device and two sequences of every character on it: `(device, autodiff, model, inputs)`.
+    fn small_model_and_inputs(seed: u64) -> (Device, Device, LstmLanguageModel, Tensor<2, Int>) {
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        device.seed(seed);
+        let model = LstmLanguageModelConfig::new(6)
+            .with_embedding_dim(8)
+            .with_hidden_dim(16)
+            .with_num_layers(1)
+            .init(&device);
+        let inputs = Tensor::<2, Int>::from_data([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]], &ad);
+        (device, ad, model, inputs)
+    }
+
     /// Embedding dropout runs the model on a copy of the embedding table whose rows are each
     /// zeroed or scaled whole, drawn from the seed: the same logits as a model without it whose
     /// table is that copy, in both implementations, and the table's gradient is that model's
@@ -310,15 +325,7 @@ mod tests {
         use burn::tensor::Tolerance;
 
         let _rng = crate::test_support::device_rng();
-        let device = Device::flex();
-        let ad = device.clone().autodiff();
-        device.seed(8);
-        let config = LstmLanguageModelConfig::new(6)
-            .with_embedding_dim(8)
-            .with_hidden_dim(16)
-            .with_num_layers(1);
-        let plain = config.init(&device);
-        let inputs = Tensor::<2, Int>::from_data([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]], &ad);
+        let (_, ad, plain, inputs) = small_model_and_inputs(8);
         let layer = DropoutConfig::new(0.5).init();
         let flat = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
         for implementation in [LstmImplementation::Fused, LstmImplementation::Composed] {
@@ -370,15 +377,7 @@ mod tests {
         use burn::tensor::Tolerance;
 
         let _rng = crate::test_support::device_rng();
-        let device = Device::flex();
-        let ad = device.clone().autodiff();
-        device.seed(9);
-        let config = LstmLanguageModelConfig::new(6)
-            .with_embedding_dim(8)
-            .with_hidden_dim(16)
-            .with_num_layers(1);
-        let plain = config.init(&device);
-        let inputs = Tensor::<2, Int>::from_data([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]], &ad);
+        let (device, ad, plain, inputs) = small_model_and_inputs(9);
         let layer = DropoutConfig::new(0.5).init();
         let close = |a: Tensor<3>, b: Tensor<3>| {
             let (a, b) = (
