@@ -83,6 +83,11 @@ const KC: usize = 256;
 /// Rows per parallel task, at most; their packed block (`MC x KC`) stays in L2.
 const MC: usize = 256;
 
+/// [`step_matmul`] keeps every depth block of its rows packed while it passes over each panel;
+/// above this many values (a quarter of a 2 MiB L2) those no longer stay in L2, and it runs
+/// [`matmul`]'s order instead.
+const STEP_LHS_VALUES: usize = 1 << 17;
+
 /// Packing costs a copy of the right-hand side; below this many left-hand rows the `gemm`
 /// crate's unpacked path is as fast.
 const PACK_ROWS: usize = 64;
@@ -314,11 +319,14 @@ pub(crate) fn step_matmul(
         return matmul(dst, dst_stride, write, lhs, rhs, Threads::One);
     };
     let (m, k, n) = checked_sizes(dst, dst_stride, lhs, rhs);
+    let (mr, nr) = (tile.rows(), tile.cols());
+    let groups = m.div_ceil(mr);
+    if groups * mr * k > STEP_LHS_VALUES {
+        return matmul(dst, dst_stride, write, lhs, rhs, Threads::One);
+    }
     if m == 0 || n == 0 {
         return;
     }
-    let (mr, nr) = (tile.rows(), tile.cols());
-    let groups = m.div_ceil(mr);
     // Every depth block of the rows in groups of `mr`, as `packed_rows` packs one; the block
     // at depth `k0` starts at `groups * mr * k0`.
     let mut packed_lhs = vec![0.0f32; groups * mr * k];
@@ -716,7 +724,14 @@ mod tests {
     #[test]
     fn step_products_are_the_bits_of_matmul_in_either_sweep() {
         let mut rng = StdRng::seed_from_u64(11);
-        for (m, k, n) in [(16, 512, 2048), (9, 600, 70), (1, 1, 1), (3, 256, 33)] {
+        // The last has too many rows to keep packed, and runs `matmul`'s order.
+        for (m, k, n) in [
+            (16, 512, 2048),
+            (9, 600, 70),
+            (1, 1, 1),
+            (3, 256, 33),
+            (80, 2048, 40),
+        ] {
             let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
             let stride = n + 5;
             let start = random(m * stride, &mut rng);
