@@ -2,11 +2,11 @@
 //! Burn's flex CPU backend.
 //!
 //! The forward loops over time inside the op (one `[batch, H] x [H, 4H]` product per step on
-//! `W_hh^T` packed once for the sequence, its panels read in alternating directions from one
-//! step to the next, gates and cell update fused in one pass) and keeps the gate activations
-//! and cells. The backward runs backpropagation through time inside the op,
+//! `W_hh^T` packed once for the sequence, gates and cell update fused in one pass) and keeps the
+//! gate activations and cells. The backward runs backpropagation through time inside the op,
 //! with one `[batch, 4H] x [4H, H]` product per step, and computes `dW_hh` after the loop as
-//! one product over every step. Batch rows are split into one block per core, each running the
+//! one product over every step. The per-step products read the packed weight's panels in
+//! alternating directions from one step to the next ([`step_matmul`]). Batch rows are split into one block per core, each running the
 //! whole time loop without synchronising per step. The input projection is a separate op
 //! (`projection.rs`), so autodiff carries the gradient on to `W_ih`, the biases and the input.
 
