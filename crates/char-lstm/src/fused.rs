@@ -20,17 +20,24 @@ macro_rules! with_kernels {
 }
 
 /// One layer's recurrence as one op: `h_1 .. h_T` (`[batch, seq_len, hidden]`) then `c_T`
-/// (`[batch, hidden]`), flat; inputs as [`char_lstm_kernels::fused_recurrence`] takes them.
+/// (`[batch, hidden]`), flat; inputs as [`char_lstm_kernels::fused_recurrence`] takes them, and
+/// with zoneout its keep weights as [`char_lstm_kernels::fused_zoned_recurrence`] does.
 pub(crate) fn recurrence(
     projected: &Tensor<3>,
     weight_hh: &Tensor<2>,
     h0: &Tensor<2>,
     c0: &Tensor<2>,
+    keep: Option<&Tensor<3>>,
 ) -> Option<Tensor<1>> {
     with_kernels!(
-        char_lstm_kernels::fused_recurrence(projected, weight_hh, h0, c0),
+        match keep {
+            None => char_lstm_kernels::fused_recurrence(projected, weight_hh, h0, c0),
+            Some(keep) => {
+                char_lstm_kernels::fused_zoned_recurrence(projected, weight_hh, h0, c0, keep)
+            }
+        },
         {
-            let _ = (projected, weight_hh, h0, c0);
+            let _ = (projected, weight_hh, h0, c0, keep);
             None
         }
     )

@@ -9,7 +9,7 @@ use burn::backend::Flex;
 use burn::tensor::Tensor;
 
 use crate::cpu::flex_op::values;
-use crate::cpu::gates::cell_update;
+use crate::cpu::gates::{Keep, cell_update, zoned_cell_update};
 use crate::cpu::matmul::{Operand, Rhs, Threads, Write, matmul};
 
 /// A weight's values, copied out: from flex (without autodiff), or read back from a GPU (with
@@ -55,6 +55,9 @@ pub struct DecoderWeights {
     /// The output layer's weight, `[H, vocab]`, and bias `[vocab]`.
     output: Rhs<'static>,
     output_bias: Vec<f32>,
+    /// With zoneout, every layer's test-time keep weights: the cell's zoneout probability
+    /// `hidden` times, then the hidden state's, `[2 * H]`.
+    keep: Option<Vec<f32>>,
 }
 
 /// One layer's products: `W_ih^T` (`None` for the bottom layer, which reads the table) and
@@ -131,7 +134,17 @@ impl DecoderWeights {
             layers: packed,
             output,
             output_bias,
+            keep: None,
         })
+    }
+
+    /// The same weights for a model trained with zoneout: every layer's cell and hidden state
+    /// keep `cell` and `hidden` of their previous values at each step (the expectation of
+    /// training's draws), as the sequence forward does outside training.
+    pub fn with_zoneout(mut self, cell: f32, hidden: f32) -> Self {
+        let h = self.hidden;
+        self.keep = (cell > 0.0 || hidden > 0.0).then(|| [vec![cell; h], vec![hidden; h]].concat());
+        self
     }
 
     /// The number of tokens.
@@ -149,6 +162,8 @@ pub struct Decoder {
     cell: Vec<Vec<f32>>,
     /// The cell state being written, swapped with `cell` after each layer.
     next_cell: Vec<f32>,
+    /// A layer's hidden state before the step, which zoneout mixes into the new one.
+    prev_hidden: Vec<f32>,
     gates: Vec<f32>,
     logits: Vec<f32>,
 }
@@ -163,6 +178,7 @@ impl Decoder {
             hidden: vec![vec![0.0; streams * h]; layers],
             cell: vec![vec![0.0; streams * h]; layers],
             next_cell: vec![0.0; streams * h],
+            prev_hidden: Vec::new(),
             gates: vec![0.0; streams * 4 * h],
             logits: vec![0.0; streams * vocab],
         }
@@ -227,14 +243,29 @@ impl Decoder {
                 Threads::All,
             );
             let cell = &mut self.cell[index];
-            for (((gates, c_prev), c), h) in self
+            let rows = self
                 .gates
                 .chunks_mut(g4)
                 .zip(cell.chunks(h))
-                .zip(self.next_cell.chunks_mut(h))
-                .zip(hidden.chunks_mut(h))
-            {
-                cell_update(gates, c_prev, c, h);
+                .zip(self.next_cell.chunks_mut(h));
+            match &w.keep {
+                None => {
+                    for (((gates, c_prev), c), h_row) in rows.zip(hidden.chunks_mut(h)) {
+                        cell_update(gates, c_prev, c, h_row);
+                    }
+                }
+                Some(keep) => {
+                    self.prev_hidden.clone_from(hidden);
+                    let (cell_keep, hidden_keep) = keep.split_at(h);
+                    let keep = Keep {
+                        cell: cell_keep,
+                        hidden: hidden_keep,
+                    };
+                    let states = hidden.chunks_mut(h).zip(self.prev_hidden.chunks(h));
+                    for (((gates, c_prev), c), (h_row, h_prev)) in rows.zip(states) {
+                        zoned_cell_update(gates, c_prev, h_prev, keep, c, h_row);
+                    }
+                }
             }
             std::mem::swap(cell, &mut self.next_cell);
         }

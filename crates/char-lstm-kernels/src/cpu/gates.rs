@@ -47,21 +47,141 @@ fn gate_blocks(row: &mut [f32]) -> [&mut [f32]; 4] {
     [i, f, g, o]
 }
 
+/// How much of the previous cell and hidden state each element of a row keeps (zoneout,
+/// Krueger et al. 2016): `0` or `1` per element in training, the zoneout probability at test
+/// time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keep<'a> {
+    /// The cell's, `[hidden]`.
+    pub(crate) cell: &'a [f32],
+    /// The hidden state's, `[hidden]`.
+    pub(crate) hidden: &'a [f32],
+}
+
+impl Keep<'_> {
+    /// No zoneout, for the rows of a layer without it (never read).
+    const NONE: Keep<'static> = Keep {
+        cell: &[],
+        hidden: &[],
+    };
+}
+
+/// `keep * old + (1 - keep) * new`.
+#[inline(always)]
+fn mix(keep: f32, old: f32, new: f32) -> f32 {
+    keep * old + (1.0 - keep) * new
+}
+
+/// [`cell_update`], with zoneout when `ZONED` (then `h_prev` and `keep` are read; a layer
+/// without it never pays for the mixing).
+#[inline(always)]
+fn update_row<const ZONED: bool>(
+    gates: &mut [f32],
+    c_prev: &[f32],
+    h_prev: &[f32],
+    keep: Keep<'_>,
+    c: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = c.len();
+    let [gi, gf, gg, go] = gate_blocks(gates);
+    // Every slice cut to `n` where the compiler sees it, so the loop has no bounds checks.
+    let (gi, gf, gg, go) = (&mut gi[..n], &mut gf[..n], &mut gg[..n], &mut go[..n]);
+    let (c_prev, h) = (&c_prev[..n], &mut h[..n]);
+    let (h_prev, keep_c, keep_h) = if ZONED {
+        (&h_prev[..n], &keep.cell[..n], &keep.hidden[..n])
+    } else {
+        (h_prev, keep.cell, keep.hidden)
+    };
+    for j in 0..n {
+        let (i, f, g, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
+        let candidate = f * c_prev[j] + i * g;
+        let output = o * tanh(candidate);
+        if ZONED {
+            c[j] = mix(keep_c[j], c_prev[j], candidate);
+            h[j] = mix(keep_h[j], h_prev[j], output);
+        } else {
+            (c[j], h[j]) = (candidate, output);
+        }
+    }
+}
+
 per_simd_path! {
     /// Gate nonlinearities and the cell update of one row, in one pass: the pre-activations in
     /// `gates` become the activations; writes `c_t` and `h_t`.
     pub(crate) fn cell_update(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-        let n = c.len();
-        let [gi, gf, gg, go] = gate_blocks(gates);
-        // Every slice cut to `n` where the compiler sees it, so the loop has no bounds checks.
-        let (gi, gf, gg, go) = (&mut gi[..n], &mut gf[..n], &mut gg[..n], &mut go[..n]);
-        let (c_prev, h) = (&c_prev[..n], &mut h[..n]);
-        for j in 0..n {
-            let (i, f, g, o) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
-            (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
-            c[j] = f * c_prev[j] + i * g;
-            h[j] = o * tanh(c[j]);
-        }
+        update_row::<false>(gates, c_prev, &[], Keep::NONE, c, h)
+    }
+}
+
+per_simd_path! {
+    /// [`cell_update`] with zoneout: each element of `c_t` and `h_t` keeps `keep` of
+    /// `c_{t-1}` and `h_{t-1}` and takes the rest from the update
+    /// (`c_t = k_c c_{t-1} + (1 - k_c) (f c_{t-1} + i g)`,
+    /// `h_t = k_h h_{t-1} + (1 - k_h) o tanh(f c_{t-1} + i g)`).
+    pub(crate) fn zoned_cell_update(
+        gates: &mut [f32],
+        c_prev: &[f32],
+        h_prev: &[f32],
+        keep: Keep<'_>,
+        c: &mut [f32],
+        h: &mut [f32],
+    ) {
+        update_row::<true>(gates, c_prev, h_prev, keep, c, h)
+    }
+}
+
+/// [`gate_gradients`], with zoneout when `ZONED` (then `keep` is read, `c` is not, and `dh`
+/// leaves as the part of the gradient of `h_{t-1}` that zoneout carries past the gates).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gradients_row<const ZONED: bool>(
+    a: &[f32],
+    c: &[f32],
+    c_prev: &[f32],
+    keep: Keep<'_>,
+    d_out: &[f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    da: &mut [f32],
+) {
+    let n = dc.len();
+    let [di, df, dg, d_o] = gate_blocks(da);
+    let (di, df, dg, d_o) = (&mut di[..n], &mut df[..n], &mut dg[..n], &mut d_o[..n]);
+    let (ai, af, ag, ao) = (&a[..n], &a[n..2 * n], &a[2 * n..3 * n], &a[3 * n..4 * n]);
+    let (c_prev, d_out, dh) = (&c_prev[..n], &d_out[..n], &mut dh[..n]);
+    let (c, keep_c, keep_h) = if ZONED {
+        (c, &keep.cell[..n], &keep.hidden[..n])
+    } else {
+        (&c[..n], keep.cell, keep.hidden)
+    };
+    for j in 0..n {
+        let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
+        let dh_j = d_out[j] + dh[j];
+        // Without zoneout the update is `c_t` itself; with it, recomputed from the gates.
+        let (candidate, d_output, dc_kept) = if ZONED {
+            let (k_c, k_h) = (keep_c[j], keep_h[j]);
+            dh[j] = k_h * dh_j;
+            (
+                f * c_prev[j] + i * g,
+                (1.0 - k_h) * dh_j,
+                (1.0 - k_c) * dc[j],
+            )
+        } else {
+            (c[j], dh_j, dc[j])
+        };
+        let tc = tanh(candidate);
+        let dc_j = dc_kept + d_output * o * (1.0 - tc * tc);
+        di[j] = dc_j * g * i * (1.0 - i);
+        df[j] = dc_j * c_prev[j] * f * (1.0 - f);
+        dg[j] = dc_j * i * (1.0 - g * g);
+        d_o[j] = d_output * tc * o * (1.0 - o);
+        dc[j] = if ZONED {
+            keep_c[j] * dc[j] + dc_j * f
+        } else {
+            dc_j * f
+        };
     }
 }
 
@@ -75,26 +195,30 @@ per_simd_path! {
         c: &[f32],
         c_prev: &[f32],
         d_out: &[f32],
-        dh: &[f32],
+        dh: &mut [f32],
         dc: &mut [f32],
         da: &mut [f32],
     ) {
-        let n = dc.len();
-        let [di, df, dg, d_o] = gate_blocks(da);
-        let (di, df, dg, d_o) = (&mut di[..n], &mut df[..n], &mut dg[..n], &mut d_o[..n]);
-        let (ai, af, ag, ao) = (&a[..n], &a[n..2 * n], &a[2 * n..3 * n], &a[3 * n..4 * n]);
-        let (c, c_prev, d_out, dh) = (&c[..n], &c_prev[..n], &d_out[..n], &dh[..n]);
-        for j in 0..n {
-            let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
-            let tc = tanh(c[j]);
-            let dh_j = d_out[j] + dh[j];
-            let dc_j = dc[j] + dh_j * o * (1.0 - tc * tc);
-            di[j] = dc_j * g * i * (1.0 - i);
-            df[j] = dc_j * c_prev[j] * f * (1.0 - f);
-            dg[j] = dc_j * i * (1.0 - g * g);
-            d_o[j] = dh_j * tc * o * (1.0 - o);
-            dc[j] = dc_j * f;
-        }
+        gradients_row::<false>(a, c, c_prev, Keep::NONE, d_out, dh, dc, da)
+    }
+}
+
+per_simd_path! {
+    /// [`gate_gradients`] of [`zoned_cell_update`], from the activations `a` and `c_{t-1}`:
+    /// `dh` comes in as the gradient reaching `h_t` from the step after and leaves as the part
+    /// of the gradient of `h_{t-1}` that zoneout carries past the gates (`k_h (d_out + dh)`),
+    /// to which the product through `W_hh` is added.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn zoned_gate_gradients(
+        a: &[f32],
+        c_prev: &[f32],
+        keep: Keep<'_>,
+        d_out: &[f32],
+        dh: &mut [f32],
+        dc: &mut [f32],
+        da: &mut [f32],
+    ) {
+        gradients_row::<true>(a, &[], c_prev, keep, d_out, dh, dc, da)
     }
 }
 

@@ -6,16 +6,21 @@
 //! gate activations and cells. The backward runs backpropagation through time inside the op,
 //! with one `[batch, 4H] x [4H, H]` product per step, and computes `dW_hh` after the loop as
 //! one product over every step. The per-step products read the packed weight's panels in
-//! alternating directions from one step to the next ([`step_matmul`]). Batch rows are split into one block per core, each running the
-//! whole time loop without synchronising per step. The input projection is a separate op
+//! alternating directions from one step to the next ([`step_matmul`]). Batch rows are split
+//! into one block per core, each running the whole time loop without synchronising per step.
+//! The input projection is a separate op
 //! (`projection.rs`), so autodiff carries the gradient on to `W_ih`, the biases and the input.
+//! With zoneout, [`ZonedRecurrence`] takes every step's keep weights as one more input and runs
+//! the same loops with the zoned cell update and its gradients.
 
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::cpu::buffer;
 use crate::cpu::flex_op::{self, FlexOp, HostedOp};
-use crate::cpu::gates::{cell_update, gate_gradients};
+use crate::cpu::gates::{
+    Keep, cell_update, gate_gradients, zoned_cell_update, zoned_gate_gradients,
+};
 use crate::cpu::matmul::{Operand, Rhs, Sweep, Threads, Write, matmul, step_matmul};
 
 /// The sizes of one recurrence.
@@ -56,6 +61,37 @@ pub(crate) fn recurrence(
     flex_op::run(Recurrence(dims), inputs)
 }
 
+/// [`recurrence`] with zoneout, on flex only: `keep` (`[batch, seq_len, 2 * hidden]`) holds,
+/// for every step, how much of the previous cell state (the first `hidden` values) and hidden
+/// state (the rest) each element keeps (see [`zoned_cell_update`]).
+pub(crate) fn zoned_recurrence(
+    projected: &Tensor<3>,
+    weight_hh: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+    keep: &Tensor<3>,
+) -> Option<Tensor<1>> {
+    let [batch, steps, gates] = projected.dims();
+    assert_eq!(
+        keep.dims(),
+        [batch, steps, gates / 2],
+        "zoneout's keep weights"
+    );
+    let dims = Dims {
+        batch,
+        steps,
+        hidden: gates / 4,
+    };
+    let inputs = [
+        flex_op::flatten(projected),
+        flex_op::flatten(weight_hh),
+        flex_op::flatten(h0),
+        flex_op::flatten(c0),
+        flex_op::flatten(keep),
+    ];
+    flex_op::run(ZonedRecurrence(dims), inputs)
+}
+
 /// The recurrence of one layer over a sequence: inputs `projected`, `W_hh`, `h_0`, `c_0`.
 #[derive(Debug, Clone)]
 pub(crate) struct Recurrence(Dims);
@@ -87,7 +123,7 @@ impl FlexOp<4> for Recurrence {
     type Saved = Activations;
 
     fn forward(&self, [projected, weight, h0, c0]: [&[f32]; 4]) -> (Vec<f32>, Activations) {
-        forward(projected, weight, h0, c0, self.0)
+        forward(projected, weight, h0, c0, None, self.0)
     }
 
     fn backward(
@@ -97,7 +133,57 @@ impl FlexOp<4> for Recurrence {
         saved: &Activations,
         d_output: &[f32],
     ) -> [Vec<f32>; 4] {
-        backward(self.0, weight, h0, c0, output, saved, d_output)
+        backward(self.0, weight, h0, c0, None, output, saved, d_output)
+    }
+}
+
+/// [`Recurrence`] with zoneout: inputs `projected`, `W_hh`, `h_0`, `c_0` and the keep weights.
+/// Not hosted by remote servers (a layer with zoneout there runs composed ops).
+#[derive(Debug, Clone)]
+pub(crate) struct ZonedRecurrence(Dims);
+
+impl FlexOp<5> for ZonedRecurrence {
+    const NAME: &'static str = "zoned_recurrence";
+
+    type Saved = Activations;
+
+    fn forward(&self, [projected, weight, h0, c0, keep]: [&[f32]; 5]) -> (Vec<f32>, Activations) {
+        forward(projected, weight, h0, c0, Some(keep), self.0)
+    }
+
+    fn backward(
+        &self,
+        [_, weight, h0, c0, keep]: [&[f32]; 5],
+        output: &[f32],
+        saved: &Activations,
+        d_output: &[f32],
+    ) -> [Vec<f32>; 5] {
+        let [projected, weight, h0, c0] =
+            backward(self.0, weight, h0, c0, Some(keep), output, saved, d_output);
+        // The keep weights are drawn, never trained.
+        [projected, weight, h0, c0, Vec::new()]
+    }
+}
+
+impl HostedOp<5> for ZonedRecurrence {
+    fn settings(&self) -> Vec<u64> {
+        Recurrence(self.0).settings()
+    }
+
+    fn from_settings(settings: &[u64]) -> Self {
+        ZonedRecurrence(Recurrence::from_settings(settings).0)
+    }
+
+    fn output_lens(&self, [projected, weight, h0, c0, _]: [usize; 5]) -> Vec<usize> {
+        Recurrence(self.0).output_lens([projected, weight, h0, c0])
+    }
+
+    fn saved_buffers(saved: Activations) -> Vec<Vec<f32>> {
+        Recurrence::saved_buffers(saved)
+    }
+
+    fn saved_from(buffers: Vec<Vec<f32>>) -> Activations {
+        Recurrence::saved_from(buffers)
     }
 }
 
@@ -153,6 +239,7 @@ fn forward(
     weight: &[f32],
     h0: &[f32],
     c0: &[f32],
+    keep: Option<&[f32]>,
     d: Dims,
 ) -> (Vec<f32>, Activations) {
     let Dims {
@@ -179,19 +266,38 @@ fn forward(
             h0.par_chunks(rows * hidden)
                 .zip(c0.par_chunks(rows * hidden)),
         )
-        .for_each(|((((h_out, c_out), gates), cells), (h0, c0))| {
-            forward_rows(&weight_t, h0, c0, h_out, c_out, gates, cells, steps, hidden)
+        .zip(block_keeps(
+            keep,
+            batch.div_ceil(rows),
+            rows * steps * 2 * hidden,
+        ))
+        .for_each(|(((((h_out, c_out), gates), cells), (h0, c0)), keep)| {
+            forward_rows(
+                &weight_t, h0, c0, keep, h_out, c_out, gates, cells, steps, hidden,
+            )
         });
     (output, Activations { gates, cells })
 }
 
+/// The keep weights of each of `blocks` blocks of batch rows (`len` values each), or `None` for
+/// every block.
+fn block_keeps(keep: Option<&[f32]>, blocks: usize, len: usize) -> Vec<Option<&[f32]>> {
+    match keep {
+        Some(keep) => keep.chunks(len).map(Some).collect(),
+        None => vec![None; blocks],
+    }
+}
+
 /// The forward of a block of batch rows over every step: writes `h_1 .. h_T` to `h_out`
-/// (`[rows, steps, hidden]`) and `c_T` to `c_out` (`[rows, hidden]`).
+/// (`[rows, steps, hidden]`) and `c_T` to `c_out` (`[rows, hidden]`), from the block's initial
+/// state (`[rows, hidden]` each) and, with zoneout, its keep weights
+/// (`[rows, steps, 2 * hidden]`).
 #[allow(clippy::too_many_arguments)]
 fn forward_rows(
     weight_t: &Rhs<'_>,
     h0: &[f32],
     c0: &[f32],
+    keep: Option<&[f32]>,
     h_out: &mut [f32],
     c_out: &mut [f32],
     gates: &mut [f32],
@@ -217,15 +323,24 @@ fn forward_rows(
             Sweep::of_step(t),
         );
         for b in 0..rows {
-            let (before, after) = cells.split_at_mut((b * steps + t) * hidden);
-            let c_prev = if t == 0 {
-                &c0[b * hidden..(b + 1) * hidden]
+            let at = (b * steps + t) * hidden;
+            let (c_before, c_after) = cells.split_at_mut(at);
+            let (h_before, h_after) = h_out.split_at_mut(at);
+            let (c_prev, h_prev) = if t == 0 {
+                let row = b * hidden..(b + 1) * hidden;
+                (&c0[row.clone()], &h0[row])
             } else {
-                &before[before.len() - hidden..]
+                (&c_before[at - hidden..], &h_before[at - hidden..])
             };
-            let h = &mut h_out[(b * steps + t) * hidden..(b * steps + t + 1) * hidden];
+            let (c, h) = (&mut c_after[..hidden], &mut h_after[..hidden]);
             let row = &mut gates[(b * steps + t) * g4..(b * steps + t + 1) * g4];
-            cell_update(row, c_prev, &mut after[..hidden], h);
+            match keep {
+                None => cell_update(row, c_prev, c, h),
+                Some(keep) => {
+                    let keep = row_keep(keep, 2 * at, hidden);
+                    zoned_cell_update(row, c_prev, h_prev, keep, c, h)
+                }
+            }
         }
     }
     for (b, c_last) in c_out.chunks_exact_mut(hidden).enumerate() {
@@ -235,12 +350,20 @@ fn forward_rows(
     }
 }
 
+/// The keep weights of the row that starts at `start` in a `[rows, steps, 2 * hidden]` block.
+fn row_keep(keep: &[f32], start: usize, hidden: usize) -> Keep<'_> {
+    let (cell, hidden) = keep[start..start + 2 * hidden].split_at(hidden);
+    Keep { cell, hidden }
+}
+
 /// The gradients of `projected`, `W_hh`, `h_0` and `c_0`.
+#[allow(clippy::too_many_arguments)]
 fn backward(
     dims: Dims,
     weight: &[f32],
     h0: &[f32],
     c0: &[f32],
+    keep: Option<&[f32]>,
     output: &[f32],
     saved: &Activations,
     d_output: &[f32],
@@ -276,20 +399,28 @@ fn backward(
             c0.par_chunks(rows * hidden)
                 .zip(d_h.par_chunks(rows * steps * hidden)),
         )
-        .for_each(|(((d_projected, (dh, dc)), (gates, cells)), (c0, d_h))| {
-            backward_rows(
-                &weight,
-                gates,
-                cells,
-                c0,
-                d_h,
-                d_projected,
-                dh,
-                dc,
-                steps,
-                hidden,
-            )
-        });
+        .zip(block_keeps(
+            keep,
+            batch.div_ceil(rows),
+            rows * steps * 2 * hidden,
+        ))
+        .for_each(
+            |((((d_projected, (dh, dc)), (gates, cells)), (c0, d_h)), keep)| {
+                backward_rows(
+                    &weight,
+                    gates,
+                    cells,
+                    c0,
+                    keep,
+                    d_h,
+                    d_projected,
+                    dh,
+                    dc,
+                    steps,
+                    hidden,
+                )
+            },
+        );
 
     // H_prev: h_{t-1} for every (b, t), h_0 first.
     let mut h_prev = buffer::zeros(batch * steps * hidden);
@@ -317,13 +448,15 @@ fn backward(
 
 /// Backpropagation through time for a block of batch rows, from the gradients `d_h` of
 /// `h_1 .. h_T` (`[rows, steps, hidden]`). `dh` comes in as zeros and `dc` as the gradient of
-/// `c_T`; they leave as the gradients of `h_0` and `c_0`.
+/// `c_T`; they leave as the gradients of `h_0` and `c_0`. `keep`: the block's keep weights,
+/// with zoneout.
 #[allow(clippy::too_many_arguments)]
 fn backward_rows(
     weight: &Rhs<'_>,
     gates: &[f32],
     cells: &[f32],
     c0: &[f32],
+    keep: Option<&[f32]>,
     d_h: &[f32],
     d_projected: &mut [f32],
     dh: &mut [f32],
@@ -345,15 +478,27 @@ fn backward_rows(
                 &cells[at(hidden, t - 1)]
             };
             let d_out = &d_h[at(hidden, t)];
-            let dh = &dh[b * hidden..(b + 1) * hidden];
+            let dh = &mut dh[b * hidden..(b + 1) * hidden];
             let dc = &mut dc[b * hidden..(b + 1) * hidden];
-            gate_gradients(a, c, c_prev, d_out, dh, dc, &mut d_projected[at(g4, t)]);
+            let da = &mut d_projected[at(g4, t)];
+            match keep {
+                None => gate_gradients(a, c, c_prev, d_out, dh, dc, da),
+                Some(keep) => {
+                    let keep = row_keep(keep, at(2 * hidden, t).start, hidden);
+                    zoned_gate_gradients(a, c_prev, keep, d_out, dh, dc, da)
+                }
+            }
         }
-        // dh_{t-1} = dA_t W_hh
+        // dh_{t-1} = dA_t W_hh, plus what zoneout carried past the gates.
+        let write = if keep.is_some() {
+            Write::Add
+        } else {
+            Write::Replace
+        };
         step_matmul(
             dh,
             hidden,
-            Write::Replace,
+            write,
             Operand::rows(&d_projected[t * g4..], rows, g4, steps * g4),
             weight,
             Sweep::of_step(t),

@@ -95,23 +95,37 @@ impl LstmCell {
     /// One time step from the input projection of that step (see
     /// [`LstmCell::input_projection`]), `[batch_size, 4 * hidden_size]`, and the state before it.
     pub fn step_projected(&self, projected: Tensor<2>, state: LstmState) -> LstmState {
-        self.step_projected_with(projected, state, self.weight_hh.val())
+        self.step_projected_with(projected, state, self.weight_hh.val(), None)
     }
 
     /// [`LstmCell::step_projected`] with `weight_hh` in place of the layer's own recurrent
-    /// weights (the same shape; a weight-dropped copy in training).
+    /// weights (the same shape; a weight-dropped copy in training) and, with zoneout, `keep`
+    /// (`[batch_size, 2 * hidden_size]`): how much of the previous cell state (the first half)
+    /// and hidden state (the second) each element keeps, the rest coming from the update.
     pub(crate) fn step_projected_with(
         &self,
         projected: Tensor<2>,
         state: LstmState,
         weight_hh: Tensor<2>,
+        keep: Option<Tensor<2>>,
     ) -> LstmState {
-        let gates = projected + state.hidden.matmul(weight_hh.transpose());
+        let gates = projected + state.hidden.clone().matmul(weight_hh.transpose());
         let [input, forget, candidate, output]: [Tensor<2>; 4] =
             gates.chunk(4, 1).try_into().expect("4 gates");
-        let cell = sigmoid(forget) * state.cell + sigmoid(input) * tanh(candidate);
+        let cell = sigmoid(forget) * state.cell.clone() + sigmoid(input) * tanh(candidate);
         let hidden = sigmoid(output) * tanh(cell.clone());
-        LstmState { hidden, cell }
+        let Some(keep) = keep else {
+            return LstmState { hidden, cell };
+        };
+        let [keep_cell, keep_hidden]: [Tensor<2>; 2] =
+            keep.chunk(2, 1).try_into().expect("2 halves");
+        let mix = |keep: Tensor<2>, old: Tensor<2>, new: Tensor<2>| {
+            old * keep.clone() + new * (keep.neg() + 1.0)
+        };
+        LstmState {
+            hidden: mix(keep_hidden, state.hidden, hidden),
+            cell: mix(keep_cell, state.cell, cell),
+        }
     }
 
     /// One time step: input `[batch_size, input_size]` and the state before it give the state
@@ -168,6 +182,37 @@ mod tests {
         next.hidden
             .into_data()
             .assert_approx_eq::<f32>(&TensorData::from([[0.435_575_6_f32]]), tol);
+    }
+
+    /// The hand-computed step above with zoneout keep weights: the cell keeps all of `c` in
+    /// the first row (0.5 of it in the second), the hidden state none of `h` in the first row
+    /// (0.5 of it in the second).
+    /// Row 2: c' = 0.5*2 + 0.5*1.3378347121 = 1.6689173561, h' = 0.5*0.5 + 0.5*0.4355755947
+    /// = 0.4677877974 (the output still reads `tanh` of the update, not of the kept cell).
+    #[test]
+    fn zoneout_mixes_the_previous_state_into_the_step_by_hand() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        let cell = cell_with(
+            &device,
+            [[1.0], [0.0], [0.5], [-1.0]],
+            [[0.0], [2.0], [0.0], [1.0]],
+            [0.0, -1.0, 0.0, 0.5],
+        );
+        let state = LstmState {
+            hidden: Tensor::from_data([[0.5f32], [0.5]], &device),
+            cell: Tensor::from_data([[2.0f32], [2.0]], &device),
+        };
+        let projected = cell.input_projection(Tensor::from_data([[1.0f32], [1.0]], &device));
+        let keep = Tensor::from_data([[1.0f32, 0.0], [0.5, 0.5]], &device);
+        let next = cell.step_projected_with(projected, state, cell.weight_hh.val(), Some(keep));
+        let tol = Tolerance::absolute(1e-6);
+        next.cell
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::from([[2.0f32], [1.668_917_4]]), tol);
+        next.hidden
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::from([[0.435_575_6_f32], [0.467_787_8]]), tol);
     }
 
     #[test]

@@ -54,6 +54,14 @@ pub struct LstmLanguageModelConfig {
     /// embedding dropout; training only).
     #[config(default = 0.0)]
     pub embedding_dropout: f64,
+    /// Zoneout on every LSTM layer's cell state: the probability that an element keeps its
+    /// previous value at a step (Krueger et al. 2016; drawn per element and step in training,
+    /// its expectation outside training).
+    #[config(default = 0.0)]
+    pub zoneout_cell: f64,
+    /// Zoneout on every LSTM layer's hidden state, as [`Self::zoneout_cell`].
+    #[config(default = 0.0)]
+    pub zoneout_hidden: f64,
 }
 
 /// A character-level language model, the same as the PyTorch tutorial's
@@ -112,6 +120,8 @@ impl LstmLanguageModelConfig {
             ("output_dropout", self.output_dropout),
             ("weight_dropout", self.weight_dropout),
             ("embedding_dropout", self.embedding_dropout),
+            ("zoneout_cell", self.zoneout_cell),
+            ("zoneout_hidden", self.zoneout_hidden),
         ] {
             if !(0.0..1.0).contains(&value) {
                 return Err(ModelConfigError::NotAProbability { key, value });
@@ -151,6 +161,8 @@ impl LstmLanguageModelConfig {
                 .with_variational_dropout(self.variational_dropout)
                 .with_weight_dropout(self.weight_dropout)
                 .with_forget_bias(self.forget_bias)
+                .with_zoneout_cell(self.zoneout_cell)
+                .with_zoneout_hidden(self.zoneout_hidden)
                 .init(device),
             output_dropout: DropoutConfig::new(self.output_dropout).init(),
             output: LinearConfig::new(self.hidden_dim, self.vocab_size)

@@ -3,7 +3,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::fused;
 use crate::network::cell::{LstmCell, LstmCellConfig};
@@ -37,6 +37,15 @@ pub struct LstmConfig {
     /// Start every layer's forget-gate bias at 1 (see [`LstmCellConfig::forget_bias`]).
     #[config(default = false)]
     pub forget_bias: bool,
+    /// The probability that an element of a layer's cell state keeps its previous value at a
+    /// step instead of taking the update (zoneout, Krueger et al. 2016: a fresh draw per
+    /// element and step in training; outside training every element keeps this fraction of
+    /// its previous value).
+    #[config(default = 0.0)]
+    pub zoneout_cell: f64,
+    /// [`LstmConfig::zoneout_cell`] for the hidden state.
+    #[config(default = 0.0)]
+    pub zoneout_hidden: f64,
 }
 
 /// How [`Lstm`] runs each layer's recurrence.
@@ -63,6 +72,10 @@ pub struct Lstm {
     pub variational_dropout: bool,
     /// Dropout on every layer's recurrent weights, once per forward pass.
     pub weight_dropout: Dropout,
+    /// Zoneout's probabilities for the cell and the hidden state
+    /// ([`LstmConfig::zoneout_cell`], [`LstmConfig::zoneout_hidden`]).
+    #[module(skip)]
+    pub zoneout: [f64; 2],
     /// How [`Lstm::forward`] runs the recurrence; not part of the weights.
     #[module(skip)]
     pub implementation: LstmImplementation,
@@ -88,6 +101,7 @@ impl LstmConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             variational_dropout: self.variational_dropout,
             weight_dropout: DropoutConfig::new(self.weight_dropout).init(),
+            zoneout: [self.zoneout_cell, self.zoneout_hidden],
             implementation: LstmImplementation::default(),
         }
     }
@@ -165,17 +179,54 @@ impl Lstm {
         let mut layers = self.layers.iter().zip(states);
         let (bottom, state) = layers.next().expect("at least one layer");
         let weight_hh = |layer: &LstmCell| dropout(&self.weight_dropout, layer.weight_hh.val());
-        let (mut x, last) = recurrence(bottom, weight_hh(bottom), projected, state, implementation);
+        let keep = || self.zoneout_keep([batch_size, seq_len, self.hidden_size()], &device);
+        let (mut x, last) = recurrence(
+            bottom,
+            weight_hh(bottom),
+            projected,
+            state,
+            keep(),
+            implementation,
+        );
         finals.push(last);
         for (layer, state) in layers {
             let input = sequence_dropout(&self.dropout, x, self.variational_dropout);
             let projected = project(layer, input, implementation);
-            let (output, last) =
-                recurrence(layer, weight_hh(layer), projected, state, implementation);
+            let (output, last) = recurrence(
+                layer,
+                weight_hh(layer),
+                projected,
+                state,
+                keep(),
+                implementation,
+            );
             x = output;
             finals.push(last);
         }
         (x, finals)
+    }
+
+    /// One layer's zoneout keep weights over a sequence, `[batch, seq_len, 2 * hidden]` (the
+    /// cell's, then the hidden state's), or `None` without zoneout: in training (with
+    /// autodiff) 1 with the zoneout probability and 0 otherwise, drawn anew for every element
+    /// and step; outside training the probability itself, the draws' expectation.
+    fn zoneout_keep(
+        &self,
+        [batch, seq_len, hidden]: [usize; 3],
+        device: &Device,
+    ) -> Option<Tensor<3>> {
+        if self.zoneout == [0.0; 2] {
+            return None;
+        }
+        let halves = self.zoneout.map(|prob| {
+            let shape = [batch, seq_len, hidden];
+            if device.is_autodiff() {
+                Tensor::random(shape, Distribution::Bernoulli(prob), device)
+            } else {
+                Tensor::full(shape, prob, device)
+            }
+        });
+        Some(Tensor::cat(halves.to_vec(), 2))
     }
 }
 
@@ -208,7 +259,8 @@ pub(crate) fn project_rows(
 }
 
 /// One layer's time loop from its input projection, `[batch, seq_len, 4 hidden]`, with
-/// recurrent weights `weight_hh` (the layer's own, or a weight-dropped copy): one
+/// recurrent weights `weight_hh` (the layer's own, or a weight-dropped copy) and, with zoneout,
+/// its keep weights (`[batch, seq_len, 2 hidden]`, see [`Lstm::zoneout_keep`]): one
 /// `[batch, hidden] x [hidden, 4 hidden]` product per step, fused into one op where the backend
 /// allows.
 fn recurrence(
@@ -216,11 +268,18 @@ fn recurrence(
     weight_hh: Tensor<2>,
     projected: Tensor<3>,
     state: LstmState,
+    keep: Option<Tensor<3>>,
     implementation: LstmImplementation,
 ) -> (Tensor<3>, LstmState) {
     let [batch, seq_len, gates] = projected.dims();
     if implementation == LstmImplementation::Fused
-        && let Some(packed) = fused::recurrence(&projected, &weight_hh, &state.hidden, &state.cell)
+        && let Some(packed) = fused::recurrence(
+            &projected,
+            &weight_hh,
+            &state.hidden,
+            &state.cell,
+            keep.as_ref(),
+        )
     {
         // `h_1 .. h_T` then `c_T`, each a contiguous block: views, no copies.
         let (hidden_size, hidden_len) = (gates / 4, batch * seq_len * gates / 4);
@@ -239,8 +298,9 @@ fn recurrence(
     let mut state = state;
     let mut outputs = Vec::with_capacity(seq_len);
     for t in 0..seq_len {
-        let step = projected.clone().narrow(1, t, 1).squeeze_dim::<2>(1);
-        state = layer.step_projected_with(step, state, weight_hh.clone());
+        let at_step = |tensor: &Tensor<3>| tensor.clone().narrow(1, t, 1).squeeze_dim::<2>(1);
+        let keep = keep.as_ref().map(at_step);
+        state = layer.step_projected_with(at_step(&projected), state, weight_hh.clone(), keep);
         outputs.push(state.hidden.clone());
     }
     (Tensor::stack(outputs, 1), state)
@@ -731,16 +791,148 @@ mod tests {
             );
             let composed =
                 run_everything(&lstm, &input, &states, &r, &s, LstmImplementation::Composed);
-            for ((name, a), (_, b)) in fused.iter().zip(&composed) {
-                assert_eq!(a.len(), b.len(), "{name}");
-                for (x, y) in a.iter().zip(b) {
-                    assert!(
-                        (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
-                        "{name} ({batch},{seq},{input_size},{hidden},{layers}): fused {x} composed {y}"
-                    );
-                }
+            let sizes = format!("({batch},{seq},{input_size},{hidden},{layers})");
+            assert_runs_agree(&fused, &composed, &sizes);
+        }
+    }
+
+    /// Two implementations' [`run_everything`] agree in every value, to 1e-5 relative.
+    fn assert_runs_agree(
+        fused: &[(String, Vec<f32>)],
+        composed: &[(String, Vec<f32>)],
+        what: &str,
+    ) {
+        assert_eq!(fused.len(), composed.len(), "{what}");
+        for ((name, a), (_, b)) in fused.iter().zip(composed) {
+            assert_eq!(a.len(), b.len(), "{name}");
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "{name} {what}: fused {x} composed {y}"
+                );
             }
         }
+    }
+
+    /// With zoneout, the fused op draws the same keep weights as composed ops from the same
+    /// seed and agrees with them in outputs, final states and every gradient (in training),
+    /// and in outputs and final states outside training (the keep weights' expectation), on
+    /// every SIMD path; both differ from the stack without zoneout.
+    #[test]
+    #[cfg(feature = "kernels")]
+    fn zoneout_in_the_fused_op_matches_composed_ops_on_every_simd_path() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        device.seed(29);
+        let (batch, seq, input_size, hidden) = (3, 6, 4, 20);
+        let plain = LstmConfig::new(input_size, hidden)
+            .with_num_layers(2)
+            .init(&device);
+        // The weights are drawn when first read: here, not after the seeds below.
+        for layer in &plain.layers {
+            let _ = (layer.weight_ih.val(), layer.weight_hh.val());
+            let _ = (layer.bias_ih.val(), layer.bias_hh.val());
+        }
+        let zoned = Lstm {
+            zoneout: [0.5, 0.2],
+            ..plain.clone()
+        };
+        let input = random([batch, seq, input_size], &device);
+        let states: Vec<LstmState> = (0..2)
+            .map(|_| LstmState {
+                hidden: random([batch, hidden], &device),
+                cell: random([batch, hidden], &device),
+            })
+            .collect();
+        let (r, s) = (
+            random([batch, seq, hidden], &device),
+            random([batch, hidden], &device),
+        );
+        let run = |lstm: &Lstm, implementation| {
+            device.clone().autodiff().seed(3);
+            run_everything(lstm, &input, &states, &r, &s, implementation)
+        };
+        let evaluate = |lstm: &Lstm, implementation| {
+            let (out, finals) =
+                lstm.forward_with(input.clone(), Some(states.clone()), implementation);
+            let mut values = vec![(
+                "output".to_string(),
+                out.into_data().try_to_vec::<f32>().unwrap(),
+            )];
+            for (l, last) in finals.into_iter().enumerate() {
+                values.push((
+                    format!("c_T {l}"),
+                    last.cell.into_data().try_to_vec().unwrap(),
+                ));
+            }
+            values
+        };
+        for simd in char_lstm_kernels::simd::Simd::supported() {
+            simd.run(|| {
+                let trained = run(&zoned, LstmImplementation::Fused);
+                let what = format!("{simd:?}, training");
+                assert_runs_agree(&trained, &run(&zoned, LstmImplementation::Composed), &what);
+                assert_ne!(
+                    trained[0],
+                    run(&plain, LstmImplementation::Fused)[0],
+                    "{what}"
+                );
+                let evaluated = evaluate(&zoned, LstmImplementation::Fused);
+                let what = format!("{simd:?}, evaluation");
+                let composed = evaluate(&zoned, LstmImplementation::Composed);
+                assert_runs_agree(&evaluated, &composed, &what);
+                assert_ne!(
+                    evaluated[0],
+                    evaluate(&plain, LstmImplementation::Fused)[0],
+                    "{what}"
+                );
+            });
+        }
+    }
+
+    /// In training the keep weights are 0 or 1, 1 with the zoneout probability of their half
+    /// (the cell's, then the hidden state's) and drawn anew each time; outside training they are
+    /// the probability; without zoneout there are none.
+    #[test]
+    fn zoneout_keeps_with_its_probability_in_training_and_by_it_outside() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        device.seed(8);
+        let zoned = Lstm {
+            zoneout: [0.5, 0.1],
+            ..LstmConfig::new(2, 3).init(&device)
+        };
+        let shape = [40, 50, 60];
+        // The last dimension is 60 keep weights of the cell, then 60 of the hidden state.
+        let halves = |keep: Tensor<3>| {
+            let values: Vec<f32> = keep.into_data().try_to_vec().unwrap();
+            let half = |which: usize| -> Vec<f32> {
+                values
+                    .chunks(60)
+                    .skip(which)
+                    .step_by(2)
+                    .flatten()
+                    .copied()
+                    .collect()
+            };
+            [half(0), half(1)]
+        };
+        let ad = device.clone().autodiff();
+        let drawn = zoned.zoneout_keep(shape, &ad).expect("zoneout");
+        assert_eq!(drawn.dims(), [40, 50, 120]);
+        for (values, prob) in halves(drawn.clone()).into_iter().zip([0.5, 0.1]) {
+            assert!(values.iter().all(|&v| v == 0.0 || v == 1.0));
+            let kept = values.iter().filter(|&&v| v == 1.0).count() as f64 / values.len() as f64;
+            assert!((kept - prob).abs() < 0.01, "{kept} kept, expected {prob}");
+        }
+        let again = zoned.zoneout_keep(shape, &ad).expect("zoneout");
+        assert_ne!(again.into_data(), drawn.into_data());
+        let expected = zoned.zoneout_keep(shape, &device).expect("zoneout");
+        for (values, prob) in halves(expected).into_iter().zip([0.5f32, 0.1]) {
+            assert!(values.iter().all(|&v| v == prob));
+        }
+        let plain = LstmConfig::new(2, 3).init(&device);
+        assert!(plain.zoneout_keep(shape, &ad).is_none());
     }
 
     #[test]
@@ -749,7 +941,13 @@ mod tests {
         let _rng = crate::test_support::device_rng();
         let zeros = |dims: [usize; 2]| Tensor::<2>::zeros(dims, &Device::flex());
         let projected = Tensor::<3>::zeros([2, 3, 8], &Device::flex());
-        let ran = fused::recurrence(&projected, &zeros([8, 2]), &zeros([2, 2]), &zeros([2, 2]));
+        let ran = fused::recurrence(
+            &projected,
+            &zeros([8, 2]),
+            &zeros([2, 2]),
+            &zeros([2, 2]),
+            None,
+        );
         assert!(ran.is_some(), "the fused op runs on flex");
         for simd in char_lstm_kernels::simd::Simd::supported() {
             simd.run(|| assert_fused_matches_composed(&Device::flex()));
@@ -767,8 +965,13 @@ mod tests {
         for device in [wgpu.clone(), wgpu.clone().autodiff()] {
             let zeros = |dims: [usize; 2]| Tensor::<2>::zeros(dims, &device);
             let projected = Tensor::<3>::zeros([2, 3, 8], &device);
-            let found =
-                fused::recurrence(&projected, &zeros([8, 2]), &zeros([2, 2]), &zeros([2, 2]));
+            let found = fused::recurrence(
+                &projected,
+                &zeros([8, 2]),
+                &zeros([2, 2]),
+                &zeros([2, 2]),
+                None,
+            );
             assert!(found.is_some(), "no kernel on {device:?}");
         }
         assert_fused_matches_composed(&wgpu);

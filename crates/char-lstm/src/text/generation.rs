@@ -198,6 +198,8 @@ fn decoder(model: &LstmLanguageModel, streams: usize) -> Option<crate::fused::De
         model.output.weight.val(),
         model.output.bias.as_ref().map(|b| b.val()),
     )?;
+    let [cell, hidden] = model.lstm.zoneout.map(|prob| prob as f32);
+    let weights = weights.with_zoneout(cell, hidden);
     Some(Decoder::new(std::sync::Arc::new(weights), streams))
 }
 
@@ -261,18 +263,21 @@ mod tests {
     use burn::tensor::Device;
 
     fn model(layers: usize, vocab: usize, device: &Device) -> LstmLanguageModel {
+        config(layers, vocab).init(device)
+    }
+
+    fn config(layers: usize, vocab: usize) -> LstmLanguageModelConfig {
         LstmLanguageModelConfig::new(vocab)
             .with_embedding_dim(6)
             .with_hidden_dim(40)
             .with_num_layers(layers)
-            .init(device)
     }
 
     /// Step by step, several streams with different tokens get the logits the whole-sequence
     /// forward gives at each position, for stacks of one to three layers and a vocabulary larger
-    /// and smaller than the batch, on every SIMD path; on our kernel's paths a stream alone
-    /// gets the same bits as in the batch (the tiles guarantee it; the portable path's `gemm`
-    /// crate does not).
+    /// and smaller than the batch, with and without zoneout, on every SIMD path; on our
+    /// kernel's paths a stream alone gets the same bits as in the batch (the tiles guarantee
+    /// it; the portable path's `gemm` crate does not).
     #[cfg(feature = "kernels")]
     #[test]
     fn decoder_steps_match_the_sequence_forward_on_every_path() {
@@ -280,8 +285,11 @@ mod tests {
         let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(9);
-        for (layers, vocab) in [(1, 5), (2, 11), (3, 70)] {
-            let model = model(layers, vocab, &device);
+        for (layers, vocab, zoneout) in [(1, 5, 0.0), (2, 11, 0.0), (3, 70, 0.0), (2, 11, 0.3)] {
+            let model = config(layers, vocab)
+                .with_zoneout_cell(zoneout)
+                .with_zoneout_hidden(zoneout / 2.0)
+                .init(&device);
             let (streams, steps) = (3, 7);
             let ids: Vec<u32> = (0..streams * steps)
                 .map(|i| (i * 7 + 3) as u32 % vocab as u32)
@@ -311,8 +319,8 @@ mod tests {
                             {
                                 assert!(
                                     (got - want).abs() <= 1e-5,
-                                    "{simd:?}, {layers} layers, stream {s}, step {t}, logit {k}: \
-                                     {got} vs {want}"
+                                    "{simd:?}, {layers} layers, zoneout {zoneout}, stream {s}, \
+                                     step {t}, logit {k}: {got} vs {want}"
                                 );
                             }
                         }

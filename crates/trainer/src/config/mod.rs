@@ -341,7 +341,8 @@ mod tests {
 
     /// A run saved before `training.checkpoint_every`, `training.weight_decay`, `training.ema_decay`,
     /// `model.output_dropout`, `model.weight_dropout`, `model.variational_dropout`,
-    /// `model.embedding_dropout` and `model.input_dropout` existed still loads, with their defaults.
+    /// `model.embedding_dropout`, `model.input_dropout` and the zoneout keys existed still loads,
+    /// with their defaults.
     #[test]
     fn saved_runs_without_later_keys_load_with_the_defaults() {
         let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
@@ -355,6 +356,8 @@ mod tests {
             ("model", "variational_dropout"),
             ("model", "embedding_dropout"),
             ("model", "input_dropout"),
+            ("model", "zoneout_cell"),
+            ("model", "zoneout_hidden"),
             ("model", "vocab_size"),
             ("generate", "top_p"),
         ] {
@@ -371,6 +374,8 @@ mod tests {
         assert!(!config.model.variational_dropout);
         assert_eq!(config.model.embedding_dropout, 0.0);
         assert_eq!(config.model.input_dropout, 0.0);
+        assert_eq!(config.model.zoneout_cell, 0.0);
+        assert_eq!(config.model.zoneout_hidden, 0.0);
         assert_eq!(config.model.vocab_size, 0);
         let sets = [
             "training.checkpoint_every=7".into(),
@@ -380,6 +385,8 @@ mod tests {
             "model.variational_dropout=true".into(),
             "model.embedding_dropout=0.1".into(),
             "model.input_dropout=0.2".into(),
+            "model.zoneout_cell=0.5".into(),
+            "model.zoneout_hidden=0.05".into(),
         ];
         let set = RunConfig::resolve(None, &sets).unwrap();
         assert_eq!(set.training.checkpoint_every, 7);
@@ -389,6 +396,8 @@ mod tests {
         assert!(set.model.variational_dropout);
         assert_eq!(set.model.embedding_dropout, 0.1);
         assert_eq!(set.model.input_dropout, 0.2);
+        assert_eq!(set.model.zoneout_cell, 0.5);
+        assert_eq!(set.model.zoneout_hidden, 0.05);
     }
 
     /// Every config the repository ships resolves: a misspelt key or a value out of range in
@@ -459,6 +468,8 @@ mod tests {
             ("model.weight_dropout=1", "model.weight_dropout"),
             ("model.embedding_dropout=1.5", "model.embedding_dropout"),
             ("model.input_dropout=-0.1", "model.input_dropout"),
+            ("model.zoneout_cell=1", "model.zoneout_cell"),
+            ("model.zoneout_hidden=-0.05", "model.zoneout_hidden"),
             ("training.learning_rate=0", "training.learning_rate"),
             ("training.weight_decay=-0.1", "training.weight_decay"),
             ("training.weight_decay=2000", "training.weight_decay"),
