@@ -13,6 +13,7 @@
 //! With zoneout, [`ZonedRecurrence`] takes every step's keep weights as one more input and runs
 //! the same loops with the zoned cell update and its gradients.
 
+use burn::backend::Flex;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -22,6 +23,7 @@ use crate::cpu::gates::{
     Keep, cell_update, gate_gradients, zoned_cell_update, zoned_gate_gradients,
 };
 use crate::cpu::matmul::{Operand, Rhs, Sweep, Threads, Write, matmul, step_matmul};
+use crate::custom_op;
 
 /// The sizes of one recurrence.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +91,7 @@ pub(crate) fn zoned_recurrence(
         flex_op::flatten(c0),
         flex_op::flatten(keep),
     ];
-    flex_op::run(ZonedRecurrence(dims), inputs)
+    custom_op::run::<Flex, _, 5>(ZonedRecurrence(dims), inputs)
 }
 
 /// The recurrence of one layer over a sequence: inputs `projected`, `W_hh`, `h_0`, `c_0`.
@@ -138,7 +140,7 @@ impl FlexOp<4> for Recurrence {
 }
 
 /// [`Recurrence`] with zoneout: inputs `projected`, `W_hh`, `h_0`, `c_0` and the keep weights.
-/// Not hosted by remote servers (a layer with zoneout there runs composed ops).
+/// On flex only: remote servers do not host it (a layer with zoneout there runs composed ops).
 #[derive(Debug, Clone)]
 pub(crate) struct ZonedRecurrence(Dims);
 
@@ -162,28 +164,6 @@ impl FlexOp<5> for ZonedRecurrence {
             backward(self.0, weight, h0, c0, Some(keep), output, saved, d_output);
         // The keep weights are drawn, never trained.
         [projected, weight, h0, c0, Vec::new()]
-    }
-}
-
-impl HostedOp<5> for ZonedRecurrence {
-    fn settings(&self) -> Vec<u64> {
-        Recurrence(self.0).settings()
-    }
-
-    fn from_settings(settings: &[u64]) -> Self {
-        ZonedRecurrence(Recurrence::from_settings(settings).0)
-    }
-
-    fn output_lens(&self, [projected, weight, h0, c0, _]: [usize; 5]) -> Vec<usize> {
-        Recurrence(self.0).output_lens([projected, weight, h0, c0])
-    }
-
-    fn saved_buffers(saved: Activations) -> Vec<Vec<f32>> {
-        Recurrence::saved_buffers(saved)
-    }
-
-    fn saved_from(buffers: Vec<Vec<f32>>) -> Activations {
-        Recurrence::saved_from(buffers)
     }
 }
 
