@@ -817,7 +817,8 @@ mod tests {
     /// With zoneout, the fused op draws the same keep weights as composed ops from the same
     /// seed and agrees with them in outputs, final states and every gradient (in training),
     /// and in outputs and final states outside training (the keep weights' expectation), on
-    /// every SIMD path; both differ from the stack without zoneout.
+    /// every SIMD path; both differ from the stack without zoneout. With the `gpu` feature, a
+    /// stack on wgpu (which leaves zoneout to composed ops there) evaluates the same.
     #[test]
     #[cfg(feature = "kernels")]
     fn zoneout_in_the_fused_op_matches_composed_ops_on_every_simd_path() {
@@ -852,9 +853,17 @@ mod tests {
             device.clone().autodiff().seed(3);
             run_everything(lstm, &input, &states, &r, &s, implementation)
         };
-        let evaluate = |lstm: &Lstm, implementation| {
-            let (out, finals) =
-                lstm.forward_with(input.clone(), Some(states.clone()), implementation);
+        let evaluate_on = |lstm: &Lstm, implementation, device: &Device| {
+            let states = states
+                .iter()
+                .map(|state| LstmState {
+                    hidden: state.hidden.clone().to_device(device),
+                    cell: state.cell.clone().to_device(device),
+                })
+                .collect();
+            let lstm = lstm.clone().fork(device);
+            let input = input.clone().to_device(device);
+            let (out, finals) = lstm.forward_with(input, Some(states), implementation);
             let mut values = vec![(
                 "output".to_string(),
                 out.into_data().try_to_vec::<f32>().unwrap(),
@@ -867,6 +876,7 @@ mod tests {
             }
             values
         };
+        let evaluate = |lstm: &Lstm, implementation| evaluate_on(lstm, implementation, &device);
         for simd in char_lstm_kernels::simd::Simd::supported() {
             simd.run(|| {
                 let trained = run(&zoned, LstmImplementation::Fused);
@@ -887,6 +897,13 @@ mod tests {
                     "{what}"
                 );
             });
+        }
+        #[cfg(feature = "gpu")]
+        {
+            let wgpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+            let on_gpu = evaluate_on(&zoned, LstmImplementation::Fused, &wgpu);
+            let composed = evaluate(&zoned, LstmImplementation::Composed);
+            assert_runs_agree(&on_gpu, &composed, "wgpu, evaluation");
         }
     }
 
