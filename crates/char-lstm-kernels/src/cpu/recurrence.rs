@@ -48,6 +48,17 @@ pub(crate) fn recurrence(
     h0: &Tensor<2>,
     c0: &Tensor<2>,
 ) -> Option<Tensor<1>> {
+    let (dims, inputs) = prepared(projected, weight_hh, h0, c0);
+    flex_op::run(Recurrence(dims), inputs)
+}
+
+/// The sizes of a recurrence, and its four inputs flattened for the op.
+fn prepared(
+    projected: &Tensor<3>,
+    weight_hh: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+) -> (Dims, [Tensor<1>; 4]) {
     let [batch, steps, gates] = projected.dims();
     let dims = Dims {
         batch,
@@ -60,7 +71,7 @@ pub(crate) fn recurrence(
         flex_op::flatten(h0),
         flex_op::flatten(c0),
     ];
-    flex_op::run(Recurrence(dims), inputs)
+    (dims, inputs)
 }
 
 /// [`recurrence`] with zoneout, on flex only: `keep` (`[batch, seq_len, 2 * hidden]`) holds,
@@ -73,24 +84,18 @@ pub(crate) fn zoned_recurrence(
     c0: &Tensor<2>,
     keep: &Tensor<3>,
 ) -> Option<Tensor<1>> {
-    let [batch, steps, gates] = projected.dims();
-    assert_eq!(
-        keep.dims(),
-        [batch, steps, gates / 2],
-        "zoneout's keep weights"
-    );
-    let dims = Dims {
+    let (dims, [projected, weight_hh, h0, c0]) = prepared(projected, weight_hh, h0, c0);
+    let Dims {
         batch,
         steps,
-        hidden: gates / 4,
-    };
-    let inputs = [
-        flex_op::flatten(projected),
-        flex_op::flatten(weight_hh),
-        flex_op::flatten(h0),
-        flex_op::flatten(c0),
-        flex_op::flatten(keep),
-    ];
+        hidden,
+    } = dims;
+    assert_eq!(
+        keep.dims(),
+        [batch, steps, 2 * hidden],
+        "zoneout's keep weights"
+    );
+    let inputs = [projected, weight_hh, h0, c0, flex_op::flatten(keep)];
     custom_op::run::<Flex, _, 5>(ZonedRecurrence(dims), inputs)
 }
 

@@ -140,16 +140,13 @@ mod tests {
     use super::*;
     use burn::tensor::{TensorData, Tolerance};
 
-    fn cell_with(
-        device: &Device,
-        weight_ih: [[f32; 1]; 4],
-        weight_hh: [[f32; 1]; 4],
-        bias: [f32; 4],
-    ) -> LstmCell {
+    /// The cell of the hand-computed tests below: hidden size 1, input size 1.
+    fn hand_computed_cell(device: &Device) -> LstmCell {
+        let weights = |values: [f32; 4]| Tensor::<2>::from_data(values.map(|v| [v]), device);
         LstmCell {
-            weight_ih: Param::from_tensor(Tensor::from_data(weight_ih, device)),
-            weight_hh: Param::from_tensor(Tensor::from_data(weight_hh, device)),
-            bias_ih: Param::from_tensor(Tensor::from_data(bias, device)),
+            weight_ih: Param::from_tensor(weights([1.0, 0.0, 0.5, -1.0])),
+            weight_hh: Param::from_tensor(weights([0.0, 2.0, 0.0, 1.0])),
+            bias_ih: Param::from_tensor(Tensor::from_data([0.0, -1.0, 0.0, 0.5], device)),
             bias_hh: Param::from_tensor(Tensor::zeros([4], device)),
         }
     }
@@ -164,12 +161,7 @@ mod tests {
     fn one_step_matches_hand_computed_values() {
         let _rng = crate::test_support::device_rng();
         let device = Device::flex();
-        let cell = cell_with(
-            &device,
-            [[1.0], [0.0], [0.5], [-1.0]],
-            [[0.0], [2.0], [0.0], [1.0]],
-            [0.0, -1.0, 0.0, 0.5],
-        );
+        let cell = hand_computed_cell(&device);
         let state = LstmState {
             hidden: Tensor::from_data([[0.5f32]], &device),
             cell: Tensor::from_data([[2.0f32]], &device),
@@ -193,12 +185,7 @@ mod tests {
     fn zoneout_mixes_the_previous_state_into_the_step_by_hand() {
         let _rng = crate::test_support::device_rng();
         let device = Device::flex();
-        let cell = cell_with(
-            &device,
-            [[1.0], [0.0], [0.5], [-1.0]],
-            [[0.0], [2.0], [0.0], [1.0]],
-            [0.0, -1.0, 0.0, 0.5],
-        );
+        let cell = hand_computed_cell(&device);
         let state = LstmState {
             hidden: Tensor::from_data([[0.5f32], [0.5]], &device),
             cell: Tensor::from_data([[2.0f32], [2.0]], &device),
