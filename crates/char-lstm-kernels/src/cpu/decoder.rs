@@ -256,11 +256,7 @@ impl Decoder {
                 }
                 Some(keep) => {
                     self.prev_hidden.clone_from(hidden);
-                    let (cell_keep, hidden_keep) = keep.split_at(h);
-                    let keep = Keep {
-                        cell: cell_keep,
-                        hidden: hidden_keep,
-                    };
+                    let keep = Keep::halves(keep);
                     let states = hidden.chunks_mut(h).zip(self.prev_hidden.chunks(h));
                     for (((gates, c_prev), c), (h_row, h_prev)) in rows.zip(states) {
                         zoned_cell_update(gates, c_prev, h_prev, keep, c, h_row);

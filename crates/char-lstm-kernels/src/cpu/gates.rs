@@ -58,7 +58,14 @@ pub(crate) struct Keep<'a> {
     pub(crate) hidden: &'a [f32],
 }
 
-impl Keep<'_> {
+impl<'a> Keep<'a> {
+    /// The keep weights laid out as one row of `[2 * hidden]`: the cell's, then the hidden
+    /// state's.
+    pub(crate) fn halves(row: &'a [f32]) -> Self {
+        let (cell, hidden) = row.split_at(row.len() / 2);
+        Keep { cell, hidden }
+    }
+
     /// No zoneout, for the rows of a layer without it (never read).
     const NONE: Keep<'static> = Keep {
         cell: &[],

@@ -322,7 +322,7 @@ fn forward_rows(
             match keep {
                 None => cell_update(row, c_prev, c, h),
                 Some(keep) => {
-                    let keep = row_keep(keep, 2 * at, hidden);
+                    let keep = Keep::halves(&keep[2 * at..2 * (at + hidden)]);
                     zoned_cell_update(row, c_prev, h_prev, keep, c, h)
                 }
             }
@@ -333,12 +333,6 @@ fn forward_rows(
             &cells[(b * steps + steps - 1) * hidden..(b * steps + steps) * hidden],
         );
     }
-}
-
-/// The keep weights of the row that starts at `start` in a `[rows, steps, 2 * hidden]` block.
-fn row_keep(keep: &[f32], start: usize, hidden: usize) -> Keep<'_> {
-    let (cell, hidden) = keep[start..start + 2 * hidden].split_at(hidden);
-    Keep { cell, hidden }
 }
 
 /// The gradients of `projected`, `W_hh`, `h_0` and `c_0`.
@@ -469,7 +463,7 @@ fn backward_rows(
             match keep {
                 None => gate_gradients(a, c, c_prev, d_out, dh, dc, da),
                 Some(keep) => {
-                    let keep = row_keep(keep, at(2 * hidden, t).start, hidden);
+                    let keep = Keep::halves(&keep[at(2 * hidden, t)]);
                     zoned_gate_gradients(a, c_prev, keep, d_out, dh, dc, da)
                 }
             }
