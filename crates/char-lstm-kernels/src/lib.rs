@@ -24,7 +24,7 @@ use burn::tensor::Tensor;
 
 pub use cpu::adam::{FusedAdam, FusedAdamConfig};
 pub use cpu::cross_entropy::fused_cross_entropy;
-pub use cpu::decoder::{Decoder, DecoderWeights, LayerTensors};
+pub use cpu::decoder::{Decoder, DecoderWeights, LayerTensors, on_decoder_threads};
 pub use cpu::dropout::fused_dropout;
 pub use cpu::grad_norm::fused_sum_of_squares;
 pub use cpu::op_times::{OpTime, time_cpu_ops};

@@ -117,5 +117,17 @@ pub(crate) fn adam(weight_decay: f32) -> burn::optim::ModuleOptimizer {
     )
 }
 
+/// Runs `generation`, a loop that draws tokens ([`crate::TokenGenerator::next_tokens`],
+/// [`crate::CharStream`]), where drawing costs least, and returns what it returns: with the
+/// kernels on a worker of their thread pool, so that each of the decoder's steps starts among
+/// threads that are awake instead of waking the pool and then this thread again
+/// ([`char_lstm_kernels::on_decoder_threads`]); without them, here.
+pub fn on_decoder_threads<R: Send>(generation: impl FnOnce() -> R + Send) -> R {
+    with_kernels!(
+        char_lstm_kernels::on_decoder_threads(generation),
+        generation()
+    )
+}
+
 #[cfg(feature = "kernels")]
 pub(crate) use char_lstm_kernels::{Decoder, DecoderWeights, LayerTensors};

@@ -13,6 +13,7 @@ pub mod train;
 mod test_support;
 
 pub use batch::SequenceBatch;
+pub use fused::on_decoder_threads;
 pub use network::cell::{LstmCell, LstmCellConfig};
 pub use network::language_model::{LstmLanguageModel, LstmLanguageModelConfig, ModelConfigError};
 pub use network::lstm::{Lstm, LstmConfig, LstmImplementation};

@@ -153,6 +153,14 @@ impl DecoderWeights {
     }
 }
 
+/// Runs `steps`, a loop of [`Decoder::step`]s and whatever the caller does between them, on a
+/// worker of the thread pool that the steps' products split over, and returns what it returns.
+/// Called from outside the pool, each step hands itself to a worker and waits to be woken when
+/// it ends: two wake-ups per character, which a loop run here does not pay.
+pub fn on_decoder_threads<R: Send>(steps: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| steps())
+}
+
 /// The state of `streams` streams and the buffers of one step.
 pub struct Decoder {
     weights: Arc<DecoderWeights>,

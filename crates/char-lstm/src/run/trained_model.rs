@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::tensor::Device;
 
+use crate::fused::on_decoder_threads;
 use crate::network::language_model::{LstmLanguageModel, LstmLanguageModelConfig};
 use crate::run::atomic_write::FileError;
 use crate::text::generation::{CharStream, GenerationConfig, GenerationError};
@@ -115,10 +116,8 @@ impl TrainedModel {
         prompt: &str,
         config: &GenerationConfig,
     ) -> Result<String, GenerationError> {
-        Ok(self
-            .chars(prompt, &config.sampling)?
-            .take(config.length)
-            .collect())
+        let chars = self.chars(prompt, &config.sampling)?;
+        Ok(on_decoder_threads(|| chars.take(config.length).collect()))
     }
 }
 

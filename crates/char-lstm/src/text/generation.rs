@@ -3,6 +3,7 @@
 use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::fused::on_decoder_threads;
 use crate::network::language_model::LstmLanguageModel;
 use crate::network::state::LstmState;
 use crate::text::sampling::{Sampler, SamplingConfig, SamplingError};
@@ -211,12 +212,14 @@ pub fn generate(
     prompt: &[u32],
     num_streams: usize,
     config: &GenerationConfig,
-    mut on_step: impl FnMut(&[u32]),
+    mut on_step: impl FnMut(&[u32]) + Send,
 ) -> Result<(), GenerationError> {
     let mut generator = TokenGenerator::new(model, prompt, num_streams, &config.sampling)?;
-    for _ in 0..config.length {
-        on_step(generator.next_tokens());
-    }
+    on_decoder_threads(|| {
+        for _ in 0..config.length {
+            on_step(generator.next_tokens());
+        }
+    });
     Ok(())
 }
 
@@ -363,5 +366,29 @@ mod tests {
             err(&[9], 1),
             Some(GenerationError::TokenOutOfRange { token: 9, .. })
         ));
+    }
+
+    /// A loop run by [`on_decoder_threads`] runs on another thread (with the kernels, a worker
+    /// of their pool, where the decoder's steps need no handoff) and draws the tokens the same
+    /// loop draws on this thread.
+    #[test]
+    fn a_loop_on_the_decoder_threads_draws_what_it_draws_here() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        device.seed(3);
+        let model = model(2, 9, &device);
+        let sampling = SamplingConfig::new().with_seed(11);
+        let draw = || {
+            let mut generator = TokenGenerator::new(&model, &[2, 7], 3, &sampling).unwrap();
+            let drawn: Vec<Vec<u32>> = (0..25).map(|_| generator.next_tokens().to_vec()).collect();
+            (drawn, std::thread::current().id())
+        };
+        let (here, this_thread) = draw();
+        let (there, that_thread) = on_decoder_threads(draw);
+        assert_eq!(there, here);
+        assert_eq!(this_thread, std::thread::current().id());
+        if cfg!(feature = "kernels") {
+            assert_ne!(that_thread, this_thread, "the loop ran on the pool");
+        }
     }
 }

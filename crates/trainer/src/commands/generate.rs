@@ -76,6 +76,16 @@ pub fn write_samples(
     samples: &Samples<'_>,
     stop: Option<&AtomicBool>,
 ) -> Result<Finished> {
+    char_lstm::on_decoder_threads(|| print_samples(model, vocab, samples, stop))
+}
+
+/// [`write_samples`]'s work, on the thread it draws on.
+fn print_samples(
+    model: &LstmLanguageModel,
+    vocab: &CharVocab,
+    samples: &Samples<'_>,
+    stop: Option<&AtomicBool>,
+) -> Result<Finished> {
     let Samples {
         prompt,
         length,
