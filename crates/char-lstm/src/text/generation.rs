@@ -214,13 +214,13 @@ pub fn generate(
     config: &GenerationConfig,
     mut on_step: impl FnMut(&[u32]) + Send,
 ) -> Result<(), GenerationError> {
-    let mut generator = TokenGenerator::new(model, prompt, num_streams, &config.sampling)?;
     on_decoder_threads(|| {
+        let mut generator = TokenGenerator::new(model, prompt, num_streams, &config.sampling)?;
         for _ in 0..config.length {
             on_step(generator.next_tokens());
         }
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The characters one stream draws after a text prompt, without end: take as many as wanted.
