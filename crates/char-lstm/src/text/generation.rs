@@ -3,7 +3,6 @@
 use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::fused::on_decoder_threads;
 use crate::network::language_model::LstmLanguageModel;
 use crate::network::state::LstmState;
 use crate::text::sampling::{Sampler, SamplingConfig, SamplingError};
@@ -206,21 +205,20 @@ fn decoder(model: &LstmLanguageModel, streams: usize) -> Option<crate::fused::De
 
 /// Generates `config.length` tokens for each of `num_streams` independent streams that all
 /// continue `prompt` (see [`TokenGenerator`]); `on_step` receives the tokens just drawn, one per
-/// stream, as they come.
+/// stream, as they come. It draws on the calling thread; inside [`crate::on_decoder_threads`]
+/// the CPU decoder's steps cost less.
 pub fn generate(
     model: &LstmLanguageModel,
     prompt: &[u32],
     num_streams: usize,
     config: &GenerationConfig,
-    mut on_step: impl FnMut(&[u32]) + Send,
+    mut on_step: impl FnMut(&[u32]),
 ) -> Result<(), GenerationError> {
-    on_decoder_threads(|| {
-        let mut generator = TokenGenerator::new(model, prompt, num_streams, &config.sampling)?;
-        for _ in 0..config.length {
-            on_step(generator.next_tokens());
-        }
-        Ok(())
-    })
+    let mut generator = TokenGenerator::new(model, prompt, num_streams, &config.sampling)?;
+    for _ in 0..config.length {
+        on_step(generator.next_tokens());
+    }
+    Ok(())
 }
 
 /// The characters one stream draws after a text prompt, without end: take as many as wanted.
@@ -368,7 +366,7 @@ mod tests {
         ));
     }
 
-    /// A loop run by [`on_decoder_threads`] runs on another thread (with the kernels, a worker
+    /// A loop run by [`crate::on_decoder_threads`] runs on another thread (with the kernels, a worker
     /// of their pool, where the decoder's steps need no handoff) and draws the tokens the same
     /// loop draws on this thread.
     #[test]
@@ -384,7 +382,7 @@ mod tests {
             (drawn, std::thread::current().id())
         };
         let (here, this_thread) = draw();
-        let (there, that_thread) = on_decoder_threads(draw);
+        let (there, that_thread) = crate::on_decoder_threads(draw);
         assert_eq!(there, here);
         assert_eq!(this_thread, std::thread::current().id());
         if cfg!(feature = "kernels") {

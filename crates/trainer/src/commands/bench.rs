@@ -320,7 +320,7 @@ fn sampling_speed(model: &LstmLanguageModel, streams: usize, length: usize) -> R
         .with_length(length.max(1))
         .with_sampling(SamplingConfig::new().with_temperature(0.8));
     let start = Instant::now();
-    char_lstm::generate(model, &[0], streams, &config, |_| {})?;
+    char_lstm::on_decoder_threads(|| char_lstm::generate(model, &[0], streams, &config, |_| {}))?;
     Ok((streams * length.max(1)) as f64 / start.elapsed().as_secs_f64())
 }
 
