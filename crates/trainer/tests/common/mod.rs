@@ -150,18 +150,16 @@ pub fn spawn(args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Waits until the run has finished `epochs` epochs (their rows are in metrics.csv).
+/// Waits until the run has finished at least `epochs` epochs: their rows are in metrics.csv and
+/// an epoch checkpoint at least that far along is written. (The checkpointer keeps only the
+/// latest and the best, and a smoke epoch takes milliseconds, so epoch `epochs`'s own checkpoint
+/// may be gone before a poll sees it.) On timeout the child is killed, not left running.
 pub fn wait_for_epochs(run: &Path, epochs: usize, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         let rows = std::fs::read_to_string(run.join("metrics.csv"))
             .map_or(0, |t| t.lines().count().saturating_sub(1));
-        if rows >= epochs
-            && run
-                .join("checkpoint")
-                .join(format!("model-{epochs}.bpk"))
-                .exists()
-        {
+        if rows >= epochs && latest_checkpoint(run).is_some_and(|latest| latest >= epochs) {
             // Let the asynchronous checkpointer finish the optimizer and scheduler files too.
             std::thread::sleep(Duration::from_millis(300));
             return;
@@ -169,7 +167,22 @@ pub fn wait_for_epochs(run: &Path, epochs: usize, child: &mut Child) {
         assert!(child.try_wait().unwrap().is_none(), "training ended early");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
     panic!("no {epochs} epochs within two minutes");
+}
+
+/// The last epoch whose model checkpoint (`checkpoint/model-N.bpk`) is in `run`.
+fn latest_checkpoint(run: &Path) -> Option<usize> {
+    std::fs::read_dir(run.join("checkpoint"))
+        .ok()?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse()
+                .ok()
+        })
+        .max()
 }
 
 /// Sends signal `name` (`INT`, `TERM`, `KILL`) to `child`.
