@@ -366,9 +366,9 @@ mod tests {
         ));
     }
 
-    /// A loop run by [`crate::on_decoder_threads`] runs on another thread (with the kernels, a worker
-    /// of their pool, where the decoder's steps need no handoff) and draws the tokens the same
-    /// loop draws on this thread.
+    /// A loop run by [`crate::on_decoder_threads`] runs on another thread (with the kernels, a
+    /// worker of their pool, where the decoder's steps need no handoff) and draws the tokens the
+    /// same loop draws on this thread.
     #[test]
     fn a_loop_on_the_decoder_threads_draws_what_it_draws_here() {
         let _rng = crate::test_support::device_rng();
