@@ -25,6 +25,14 @@ const DEBUG_BUILD_NOTE: &str = "note: this trainer is a debug build (cargo witho
 
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
+    // Output into a reader that stops early (`trainer generate | head`) ends the process as it
+    // ends `cat`, not in a panic of `println!` that leaves training's event thread dead and the
+    // run waiting on it; a run keeps its last checkpoint, as after SIGKILL.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: no other thread exists yet; this restores the signal's default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if cfg!(debug_assertions) {
         eprintln!("{DEBUG_BUILD_NOTE}");

@@ -435,3 +435,37 @@ fn small_errors_say_what_is_wrong_in_one_line() {
         "eval", "--run", run_arg, "--text", &window, "--mode", "windows",
     ]);
 }
+
+/// Output into a reader that stops early (`trainer generate | head`, the same for training):
+/// the process ends by SIGPIPE at once, as `cat` would, without a panic's backtrace.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_closed_stdout_ends_the_process_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train_smoke(&run, &["--set", "training.epochs=1"]);
+    let run_arg = run.to_str().unwrap();
+    let generate = ["generate", "--run", run_arg, "--length", "100000000"];
+    let training = dir.path().join("training");
+    let train = smoke_args(&training, &["--set", "training.epochs=100000"]);
+    for args in [&generate[..], &train[..]] {
+        let mut child = spawn(args);
+        let mut first = [0u8; 8];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
