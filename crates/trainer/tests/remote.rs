@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{failure, root, signal, smoke_args, success, train_smoke};
@@ -15,6 +15,8 @@ use common::{failure, root, signal, smoke_args, success, train_smoke};
 struct Server {
     child: Child,
     url: String,
+    /// Its stdout, kept open as a terminal would be: a closed one ends it (SIGPIPE).
+    _stdout: BufReader<ChildStdout>,
 }
 
 impl Server {
@@ -41,15 +43,18 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let url = line
             .split_whitespace()
             .find(|word| word.starts_with("ws://"))
             .unwrap_or_else(|| panic!("no ws:// address in {line:?}"))
             .to_string();
-        Server { child, url }
+        Server {
+            child,
+            url,
+            _stdout: stdout,
+        }
     }
 }
 
