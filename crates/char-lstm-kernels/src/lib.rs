@@ -61,19 +61,25 @@ pub fn fused_recurrence(
     on_cpu
 }
 
-/// [`fused_recurrence`] with zoneout (Krueger et al. 2016), on flex only (`None` elsewhere, a
-/// GPU and a remote server included): `keep`, `[batch, seq_len, 2 * hidden]`, holds for every
-/// step how much of the previous cell state (the first `hidden` values) and hidden state (the
-/// rest) each element keeps: `c_t = k_c c_{t-1} + (1 - k_c) (f c_{t-1} + i g)` and
-/// `h_t = k_h h_{t-1} + (1 - k_h) o tanh(f c_{t-1} + i g)`. In training each weight is 0 or 1
-/// (a fresh draw per element and step); at test time, the zoneout probability. The keep
-/// weights get no gradient.
-pub fn fused_zoned_recurrence(
+/// [`fused_recurrence`]'s variants, on flex only (`None` elsewhere, a GPU and a remote server
+/// included).
+///
+/// - With zoneout (Krueger et al. 2016), `keep`, `[batch, seq_len, 2 * hidden]`, holds for every
+///   step how much of the previous cell state (the first `hidden` values) and hidden state (the
+///   rest) each element keeps: `c_t = k_c c_{t-1} + (1 - k_c) (f c_{t-1} + i g)` and
+///   `h_t = k_h h_{t-1} + (1 - k_h) o tanh(f c_{t-1} + i g)`. In training each weight is 0 or 1
+///   (a fresh draw per element and step); at test time, the zoneout probability. The keep
+///   weights get no gradient.
+/// - With `multiplicative` integration (Wu et al. 2016), the gates' pre-activations at each step
+///   are `p + u ⊙ (1 + p)` for the input projection `p` (`projected`) and the recurrent product
+///   `u = h_{t-1} W_hh^T`, instead of `p + u`.
+pub fn fused_variant_recurrence(
     projected: &Tensor<3>,
     weight_hh: &Tensor<2>,
     h0: &Tensor<2>,
     c0: &Tensor<2>,
-    keep: &Tensor<3>,
+    keep: Option<&Tensor<3>>,
+    multiplicative: bool,
 ) -> Option<Tensor<1>> {
-    cpu::recurrence::zoned_recurrence(projected, weight_hh, h0, c0, keep)
+    cpu::recurrence::variant_recurrence(projected, weight_hh, h0, c0, keep, multiplicative)
 }

@@ -21,23 +21,31 @@ macro_rules! with_kernels {
 
 /// One layer's recurrence as one op: `h_1 .. h_T` (`[batch, seq_len, hidden]`) then `c_T`
 /// (`[batch, hidden]`), flat; inputs as [`char_lstm_kernels::fused_recurrence`] takes them, and
-/// with zoneout its keep weights as [`char_lstm_kernels::fused_zoned_recurrence`] does.
+/// with zoneout's keep weights or multiplicative integration as
+/// [`char_lstm_kernels::fused_variant_recurrence`] does.
 pub(crate) fn recurrence(
     projected: &Tensor<3>,
     weight_hh: &Tensor<2>,
     h0: &Tensor<2>,
     c0: &Tensor<2>,
     keep: Option<&Tensor<3>>,
+    multiplicative: bool,
 ) -> Option<Tensor<1>> {
     with_kernels!(
-        match keep {
-            None => char_lstm_kernels::fused_recurrence(projected, weight_hh, h0, c0),
-            Some(keep) => {
-                char_lstm_kernels::fused_zoned_recurrence(projected, weight_hh, h0, c0, keep)
-            }
+        if keep.is_none() && !multiplicative {
+            char_lstm_kernels::fused_recurrence(projected, weight_hh, h0, c0)
+        } else {
+            char_lstm_kernels::fused_variant_recurrence(
+                projected,
+                weight_hh,
+                h0,
+                c0,
+                keep,
+                multiplicative,
+            )
         },
         {
-            let _ = (projected, weight_hh, h0, c0, keep);
+            let _ = (projected, weight_hh, h0, c0, keep, multiplicative);
             None
         }
     )

@@ -200,3 +200,49 @@ fn each_epoch_line_gives_that_epoch_s_own_time_and_the_total() {
         "{sum} vs {previous_total}:\n{out}"
     );
 }
+
+/// A model with multiplicative integration trains (its loss falls), records the key in the run's
+/// config, so that `generate` and `eval` read the model it trained, and is not exported, since
+/// PyTorch's `nn.LSTM` would compute another model with its weights: the one-line error names
+/// the key, and no file is written.
+#[test]
+fn multiplicative_integration_trains_generates_and_is_not_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("multiplicative");
+    let run_arg = run.to_str().unwrap();
+    train_smoke(
+        &run,
+        &[
+            "--set",
+            "model.multiplicative_integration=true",
+            "--set",
+            "training.epochs=3",
+        ],
+    );
+    let rows = metrics(&run);
+    assert!(rows[2].1 < rows[0].1, "{rows:?}");
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("multiplicative_integration = true"),
+        "{config}"
+    );
+    let sample = success(&[
+        "generate", "--run", run_arg, "--length", "40", "--seed", "3",
+    ]);
+    assert!(!sample.trim().is_empty());
+    let eval = success(&["eval", "--run", run_arg, "--text", "datasets/smoke.txt"]);
+    assert!(eval.contains("nats/char"), "{eval}");
+    let target = dir.path().join("w.safetensors");
+    let err = failure(&[
+        "export",
+        "--run",
+        run_arg,
+        "--safetensors",
+        target.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("model.multiplicative_integration = true"),
+        "{err}"
+    );
+    assert!(!target.exists());
+}

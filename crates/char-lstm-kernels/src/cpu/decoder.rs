@@ -9,7 +9,7 @@ use burn::backend::Flex;
 use burn::tensor::Tensor;
 
 use crate::cpu::flex_op::values;
-use crate::cpu::gates::{Keep, cell_update, zoned_cell_update};
+use crate::cpu::gates::{Keep, cell_update, integrate, zoned_cell_update};
 use crate::cpu::matmul::{Operand, Rhs, Threads, Write, matmul};
 
 /// A weight's values, copied out: from flex (without autodiff), or read back from a GPU (with
@@ -43,6 +43,9 @@ pub struct LayerTensors {
     pub bias_ih: Tensor<1>,
     /// The recurrent biases.
     pub bias_hh: Tensor<1>,
+    /// Whether the layer's gates take the recurrent product by multiplicative integration
+    /// (`p + u ⊙ (1 + p)` for the input projection `p` and the product `u`).
+    pub multiplicative_integration: bool,
 }
 
 /// A language model's weights (embedding, LSTM layers, output layer) packed for decoding.
@@ -61,11 +64,12 @@ pub struct DecoderWeights {
 }
 
 /// One layer's products: `W_ih^T` (`None` for the bottom layer, which reads the table) and
-/// `W_hh^T`, packed, and `b_ih + b_hh`.
+/// `W_hh^T`, packed, and `b_ih + b_hh`; and whether its gates integrate multiplicatively.
 struct PackedLayer {
     w_ih_t: Option<Rhs<'static>>,
     w_hh_t: Rhs<'static>,
     bias: Vec<f32>,
+    multiplicative: bool,
 }
 
 impl DecoderWeights {
@@ -109,6 +113,7 @@ impl DecoderWeights {
                 w_ih_t,
                 w_hh_t,
                 bias,
+                multiplicative: layer.multiplicative_integration,
             });
         }
         let embedding = weight_values(embedding)?;
@@ -173,6 +178,8 @@ pub struct Decoder {
     /// A layer's hidden state before the step, which zoneout mixes into the new one.
     prev_hidden: Vec<f32>,
     gates: Vec<f32>,
+    /// A layer's recurrent product, `[streams, 4H]`, where it integrates multiplicatively.
+    recurrent: Vec<f32>,
     logits: Vec<f32>,
 }
 
@@ -180,6 +187,7 @@ impl Decoder {
     /// A decoder for `streams` streams from zero states.
     pub fn new(weights: Arc<DecoderWeights>, streams: usize) -> Self {
         let (h, layers, vocab) = (weights.hidden, weights.layers.len(), weights.vocab);
+        let multiplicative = weights.layers.iter().any(|layer| layer.multiplicative);
         Self {
             weights,
             streams,
@@ -188,6 +196,7 @@ impl Decoder {
             next_cell: vec![0.0; streams * h],
             prev_hidden: Vec::new(),
             gates: vec![0.0; streams * 4 * h],
+            recurrent: vec![0.0; if multiplicative { streams * 4 * h } else { 0 }],
             logits: vec![0.0; streams * vocab],
         }
     }
@@ -242,14 +251,29 @@ impl Decoder {
                 }
             }
             let h_prev = Operand::rows(hidden, streams, h, h);
-            matmul(
-                &mut self.gates,
-                g4,
-                Write::Add,
-                h_prev,
-                &layer.w_hh_t,
-                Threads::All,
-            );
+            if layer.multiplicative {
+                let recurrent = &mut self.recurrent;
+                matmul(
+                    recurrent,
+                    g4,
+                    Write::Replace,
+                    h_prev,
+                    &layer.w_hh_t,
+                    Threads::All,
+                );
+                for (gates, recurrent) in self.gates.chunks_mut(g4).zip(recurrent.chunks(g4)) {
+                    integrate(gates, recurrent);
+                }
+            } else {
+                matmul(
+                    &mut self.gates,
+                    g4,
+                    Write::Add,
+                    h_prev,
+                    &layer.w_hh_t,
+                    Threads::All,
+                );
+            }
             let cell = &mut self.cell[index];
             let rows = self
                 .gates
@@ -318,6 +342,7 @@ mod tests {
                 weight_hh: on(&weights[2]),
                 bias_ih: on1(&biases[0]),
                 bias_hh: on1(&biases[1]),
+                multiplicative_integration: false,
             };
             let packed = DecoderWeights::new(
                 on(&weights[0]),
@@ -342,6 +367,7 @@ mod tests {
             weight_hh: random([8, 2]),
             bias_ih: Tensor::zeros([8], &device),
             bias_hh: Tensor::zeros([8], &device),
+            multiplicative_integration: false,
         };
         assert!(DecoderWeights::new(random([5, 3]), &[layer], random([2, 5]), None).is_none());
     }

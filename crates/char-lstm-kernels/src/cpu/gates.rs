@@ -229,6 +229,42 @@ per_simd_path! {
     }
 }
 
+per_simd_path! {
+    /// Multiplicative integration (Wu et al. 2016) of one row: `gates` comes in as the input
+    /// projection `p = x W_ih^T + b_ih + b_hh` and leaves as the pre-activations
+    /// `p + u ⊙ (1 + p)`, for the recurrent product `u = h_{t-1} W_hh^T` (`recurrent`).
+    pub(crate) fn integrate(gates: &mut [f32], recurrent: &[f32]) {
+        let n = gates.len();
+        let recurrent = &recurrent[..n];
+        for j in 0..n {
+            let p = gates[j];
+            gates[j] = p + recurrent[j] * (1.0 + p);
+        }
+    }
+}
+
+per_simd_path! {
+    /// The gradients of [`integrate`] for one row, from the pre-activations' gradients `d`
+    /// (in `d_gates`), the projection `p` and the recurrent product `u`: the recurrent
+    /// product's, `d ⊙ (1 + p)`, into `d_recurrent`; the projection's, `d ⊙ (1 + u)`, over
+    /// `d_gates`.
+    pub(crate) fn integration_gradients(
+        d_gates: &mut [f32],
+        d_recurrent: &mut [f32],
+        projected: &[f32],
+        recurrent: &[f32],
+    ) {
+        let n = d_gates.len();
+        let (d_recurrent, projected, recurrent) =
+            (&mut d_recurrent[..n], &projected[..n], &recurrent[..n]);
+        for j in 0..n {
+            let d = d_gates[j];
+            d_recurrent[j] = d * (1.0 + projected[j]);
+            d_gates[j] = d * (1.0 + recurrent[j]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

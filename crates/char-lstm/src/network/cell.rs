@@ -19,6 +19,12 @@ pub struct LstmCellConfig {
     /// remembers by default early in training; off gives PyTorch's init for every bias.
     #[config(default = false)]
     pub forget_bias: bool,
+    /// Multiplicative integration (Wu et al. 2016): the gates take the recurrent product `u`
+    /// as `p + u ⊙ (1 + p)` for the input projection `p` instead of `p + u`, so that the
+    /// input scales how the previous state enters each gate. The same weights; off gives
+    /// PyTorch's LSTM.
+    #[config(default = false)]
+    pub multiplicative_integration: bool,
 }
 
 /// The weights of one LSTM layer, fused over the four gates in PyTorch's layout and gate order
@@ -30,6 +36,8 @@ pub struct LstmCellConfig {
 /// g = tanh(W_ig x + b_ig + W_hg h + b_hg)   o = σ(W_io x + b_io + W_ho h + b_ho)
 /// c' = f ⊙ c + i ⊙ g                        h' = o ⊙ tanh(c')
 /// ```
+/// With [`LstmCellConfig::multiplicative_integration`], each gate's pre-activation is
+/// `p + u ⊙ (1 + p)` for `p = W_i x + b_i + b_h` and `u = W_h h` (the sums above are `p + u`).
 #[derive(Module, Debug)]
 pub struct LstmCell {
     /// The input weights `[W_ii; W_if; W_ig; W_io]`, `[4 * hidden_size, input_size]`.
@@ -40,6 +48,10 @@ pub struct LstmCell {
     pub bias_ih: Param<Tensor<1>>,
     /// The recurrent biases `[b_hi; b_hf; b_hg; b_ho]`, `[4 * hidden_size]`.
     pub bias_hh: Param<Tensor<1>>,
+    /// Whether the gates take the recurrent product by multiplicative integration
+    /// ([`LstmCellConfig::multiplicative_integration`]); not part of the weights.
+    #[module(skip)]
+    pub multiplicative_integration: bool,
 }
 
 impl LstmCellConfig {
@@ -67,6 +79,7 @@ impl LstmCellConfig {
             weight_hh: uniform.init([gates, self.hidden_size], device),
             bias_ih,
             bias_hh,
+            multiplicative_integration: self.multiplicative_integration,
         }
     }
 }
@@ -109,7 +122,12 @@ impl LstmCell {
         weight_hh: Tensor<2>,
         keep: Option<Tensor<2>>,
     ) -> LstmState {
-        let gates = projected + state.hidden.clone().matmul(weight_hh.transpose());
+        let recurrent = state.hidden.clone().matmul(weight_hh.transpose());
+        let gates = if self.multiplicative_integration {
+            projected.clone() + recurrent * (projected + 1.0)
+        } else {
+            projected + recurrent
+        };
         let [input, forget, candidate, output]: [Tensor<2>; 4] =
             gates.chunk(4, 1).try_into().expect("4 gates");
         let cell = sigmoid(forget) * state.cell.clone() + sigmoid(input) * tanh(candidate);
@@ -148,6 +166,7 @@ mod tests {
             weight_hh: Param::from_tensor(weights([0.0, 2.0, 0.0, 1.0])),
             bias_ih: Param::from_tensor(Tensor::from_data([0.0, -1.0, 0.0, 0.5], device)),
             bias_hh: Param::from_tensor(Tensor::zeros([4], device)),
+            multiplicative_integration: false,
         }
     }
 
@@ -160,20 +179,21 @@ mod tests {
     #[test]
     fn one_step_matches_hand_computed_values() {
         let _rng = crate::test_support::device_rng();
-        let device = Device::flex();
-        let cell = hand_computed_cell(&device);
+        let cell = hand_computed_cell(&Device::flex());
+        assert_step_from_x_1_h_half_c_2(&cell, 1.337_834_7, 0.435_575_6);
+    }
+
+    /// One step of `cell` from x = 1, h = 0.5, c = 2 gives `c'` and `h'`.
+    fn assert_step_from_x_1_h_half_c_2(cell: &LstmCell, c_next: f32, h_next: f32) {
+        let device = cell.weight_ih.device();
         let state = LstmState {
             hidden: Tensor::from_data([[0.5f32]], &device),
             cell: Tensor::from_data([[2.0f32]], &device),
         };
         let next = cell.forward(Tensor::from_data([[1.0f32]], &device), state);
         let tol = Tolerance::absolute(1e-6);
-        next.cell
-            .into_data()
-            .assert_approx_eq::<f32>(&TensorData::from([[1.337_834_7_f32]]), tol);
-        next.hidden
-            .into_data()
-            .assert_approx_eq::<f32>(&TensorData::from([[0.435_575_6_f32]]), tol);
+        (next.cell.into_data()).assert_approx_eq::<f32>(&TensorData::from([[c_next]]), tol);
+        (next.hidden.into_data()).assert_approx_eq::<f32>(&TensorData::from([[h_next]]), tol);
     }
 
     /// The hand-computed step above with zoneout keep weights: the cell keeps all of `c` in
@@ -200,6 +220,23 @@ mod tests {
         next.hidden
             .into_data()
             .assert_approx_eq::<f32>(&TensorData::from([[0.435_575_6_f32], [0.467_787_8]]), tol);
+    }
+
+    /// The hand-computed step above with multiplicative integration. Projections
+    /// p = W_ih x + b = (1, -1, 0.5, -0.5), recurrent products u = W_hh h = (0, 1, 0, 0.5);
+    /// pre-activations p + u (1 + p) = (1, -1, 0.5, -0.25).
+    /// i = σ(1) = 0.7310585786, f = σ(-1) = 0.2689414214, g = tanh(0.5) = 0.4621171573,
+    /// o = σ(-0.25) = 0.4378234991; c' = 0.2689414214*2 + 0.7310585786*0.4621171573
+    /// = 0.8757175549; h' = 0.4378234991 * tanh(0.8757175549) = 0.4378234991 * 0.7042674397
+    /// = 0.3083448348.
+    #[test]
+    fn multiplicative_integration_scales_the_recurrent_product_by_hand() {
+        let _rng = crate::test_support::device_rng();
+        let cell = LstmCell {
+            multiplicative_integration: true,
+            ..hand_computed_cell(&Device::flex())
+        };
+        assert_step_from_x_1_h_half_c_2(&cell, 0.875_717_6, 0.308_344_83);
     }
 
     #[test]

@@ -62,6 +62,11 @@ pub struct LstmLanguageModelConfig {
     /// Zoneout on every LSTM layer's hidden state, as [`Self::zoneout_cell`].
     #[config(default = 0.0)]
     pub zoneout_hidden: f64,
+    /// Every LSTM layer's gates take the recurrent product `u` as `p + u ⊙ (1 + p)` for the
+    /// input projection `p` instead of `p + u` (multiplicative integration, Wu et al. 2016;
+    /// the same weights, no PyTorch `nn.LSTM` equivalent).
+    #[config(default = false)]
+    pub multiplicative_integration: bool,
 }
 
 /// A character-level language model, the same as the PyTorch tutorial's
@@ -163,6 +168,7 @@ impl LstmLanguageModelConfig {
                 .with_forget_bias(self.forget_bias)
                 .with_zoneout_cell(self.zoneout_cell)
                 .with_zoneout_hidden(self.zoneout_hidden)
+                .with_multiplicative_integration(self.multiplicative_integration)
                 .init(device),
             output_dropout: DropoutConfig::new(self.output_dropout).init(),
             output: LinearConfig::new(self.hidden_dim, self.vocab_size)

@@ -46,6 +46,10 @@ pub struct LstmConfig {
     /// [`LstmConfig::zoneout_cell`] for the hidden state.
     #[config(default = 0.0)]
     pub zoneout_hidden: f64,
+    /// Every layer's gates take the recurrent product by multiplicative integration (see
+    /// [`LstmCellConfig::multiplicative_integration`]).
+    #[config(default = false)]
+    pub multiplicative_integration: bool,
 }
 
 /// How [`Lstm`] runs each layer's recurrence.
@@ -93,6 +97,7 @@ impl LstmConfig {
                 };
                 LstmCellConfig::new(input_size, self.hidden_size)
                     .with_forget_bias(self.forget_bias)
+                    .with_multiplicative_integration(self.multiplicative_integration)
                     .init(device)
             })
             .collect();
@@ -279,6 +284,7 @@ fn recurrence(
             &state.hidden,
             &state.cell,
             keep.as_ref(),
+            layer.multiplicative_integration,
         )
     {
         // `h_1 .. h_T` then `c_T`, each a contiguous block: views, no copies.
@@ -814,14 +820,16 @@ mod tests {
         }
     }
 
-    /// With zoneout, the fused op draws the same keep weights as composed ops from the same
-    /// seed and agrees with them in outputs, final states and every gradient (in training),
-    /// and in outputs and final states outside training (the keep weights' expectation), on
-    /// every SIMD path; both differ from the stack without zoneout. With the `gpu` feature, a
-    /// stack on wgpu (which leaves zoneout to composed ops there) evaluates the same.
+    /// The fused op's variants against composed ops: zoneout, multiplicative integration, and
+    /// both. With zoneout the fused op draws the same keep weights as composed ops from the
+    /// same seed. Each agrees with composed ops in outputs, final states and every gradient
+    /// (in training), and in outputs and final states outside training (zoneout's keep
+    /// weights at their expectation), on every SIMD path; each differs from the plain stack.
+    /// With the `gpu` feature, a stack on wgpu (which leaves the variants to composed ops
+    /// there) evaluates the same.
     #[test]
     #[cfg(feature = "kernels")]
-    fn zoneout_in_the_fused_op_matches_composed_ops_on_every_simd_path() {
+    fn variants_of_the_fused_op_match_composed_ops_on_every_simd_path() {
         let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(29);
@@ -838,6 +846,20 @@ mod tests {
             zoneout: [0.5, 0.2],
             ..plain.clone()
         };
+        let multiplicative = |lstm: &Lstm| Lstm {
+            layers: (lstm.layers.iter())
+                .map(|layer| LstmCell {
+                    multiplicative_integration: true,
+                    ..layer.clone()
+                })
+                .collect(),
+            ..lstm.clone()
+        };
+        let variants = [
+            ("zoneout", zoned.clone()),
+            ("multiplicative integration", multiplicative(&plain)),
+            ("both", multiplicative(&zoned)),
+        ];
         let input = random([batch, seq, input_size], &device);
         let states: Vec<LstmState> = (0..2)
             .map(|_| LstmState {
@@ -877,19 +899,24 @@ mod tests {
             values
         };
         let evaluate = |lstm: &Lstm, implementation| evaluate_on(lstm, implementation, &device);
-        for simd in char_lstm_kernels::simd::Simd::supported() {
+        let simd_paths = char_lstm_kernels::simd::Simd::supported();
+        for ((name, variant), simd) in variants
+            .iter()
+            .flat_map(|v| simd_paths.iter().map(move |s| (v, s)))
+        {
             simd.run(|| {
-                let trained = run(&zoned, LstmImplementation::Fused);
-                let what = format!("{simd:?}, training");
-                assert_runs_agree(&trained, &run(&zoned, LstmImplementation::Composed), &what);
+                let trained = run(variant, LstmImplementation::Fused);
+                let what = format!("{name}, {simd:?}, training");
+                let composed = run(variant, LstmImplementation::Composed);
+                assert_runs_agree(&trained, &composed, &what);
                 assert_ne!(
                     trained[0],
                     run(&plain, LstmImplementation::Fused)[0],
                     "{what}"
                 );
-                let evaluated = evaluate(&zoned, LstmImplementation::Fused);
-                let what = format!("{simd:?}, evaluation");
-                let composed = evaluate(&zoned, LstmImplementation::Composed);
+                let evaluated = evaluate(variant, LstmImplementation::Fused);
+                let what = format!("{name}, {simd:?}, evaluation");
+                let composed = evaluate(variant, LstmImplementation::Composed);
                 assert_runs_agree(&evaluated, &composed, &what);
                 assert_ne!(
                     evaluated[0],
@@ -899,11 +926,11 @@ mod tests {
             });
         }
         #[cfg(feature = "gpu")]
-        {
+        for (name, variant) in &variants {
             let wgpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-            let on_gpu = evaluate_on(&zoned, LstmImplementation::Fused, &wgpu);
-            let composed = evaluate(&zoned, LstmImplementation::Composed);
-            assert_runs_agree(&on_gpu, &composed, "wgpu, evaluation");
+            let on_gpu = evaluate_on(variant, LstmImplementation::Fused, &wgpu);
+            let composed = evaluate(variant, LstmImplementation::Composed);
+            assert_runs_agree(&on_gpu, &composed, &format!("{name}, wgpu, evaluation"));
         }
     }
 
@@ -964,6 +991,7 @@ mod tests {
             &zeros([2, 2]),
             &zeros([2, 2]),
             None,
+            false,
         );
         assert!(ran.is_some(), "the fused op runs on flex");
         for simd in char_lstm_kernels::simd::Simd::supported() {
@@ -988,6 +1016,7 @@ mod tests {
                 &zeros([2, 2]),
                 &zeros([2, 2]),
                 None,
+                false,
             );
             assert!(found.is_some(), "no kernel on {device:?}");
         }

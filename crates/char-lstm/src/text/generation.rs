@@ -190,6 +190,7 @@ fn decoder(model: &LstmLanguageModel, streams: usize) -> Option<crate::fused::De
             weight_hh: cell.weight_hh.val(),
             bias_ih: cell.bias_ih.val(),
             bias_hh: cell.bias_hh.val(),
+            multiplicative_integration: cell.multiplicative_integration,
         })
         .collect();
     let weights = DecoderWeights::new(
@@ -276,7 +277,8 @@ mod tests {
 
     /// Step by step, several streams with different tokens get the logits the whole-sequence
     /// forward gives at each position, for stacks of one to three layers and a vocabulary larger
-    /// and smaller than the batch, with and without zoneout, on every SIMD path; on our
+    /// and smaller than the batch, with and without zoneout and multiplicative integration, on
+    /// every SIMD path; on our
     /// kernel's paths a stream alone gets the same bits as in the batch (the tiles guarantee
     /// it; the portable path's `gemm` crate does not).
     #[cfg(feature = "kernels")]
@@ -286,10 +288,19 @@ mod tests {
         let _rng = crate::test_support::device_rng();
         let device = Device::flex();
         device.seed(9);
-        for (layers, vocab, zoneout) in [(1, 5, 0.0), (2, 11, 0.0), (3, 70, 0.0), (2, 11, 0.3)] {
+        let models = [
+            (1, 5, 0.0, false),
+            (2, 11, 0.0, false),
+            (3, 70, 0.0, false),
+            (2, 11, 0.3, false),
+            (2, 11, 0.0, true),
+            (2, 70, 0.3, true),
+        ];
+        for (layers, vocab, zoneout, multiplicative) in models {
             let model = config(layers, vocab)
                 .with_zoneout_cell(zoneout)
                 .with_zoneout_hidden(zoneout / 2.0)
+                .with_multiplicative_integration(multiplicative)
                 .init(&device);
             let (streams, steps) = (3, 7);
             let ids: Vec<u32> = (0..streams * steps)
@@ -320,8 +331,9 @@ mod tests {
                             {
                                 assert!(
                                     (got - want).abs() <= 1e-5,
-                                    "{simd:?}, {layers} layers, zoneout {zoneout}, stream {s}, \
-                                     step {t}, logit {k}: {got} vs {want}"
+                                    "{simd:?}, {layers} layers, zoneout {zoneout}, \
+                                     multiplicative {multiplicative}, stream {s}, step {t}, \
+                                     logit {k}: {got} vs {want}"
                                 );
                             }
                         }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::store::pytorch_reader::PytorchReader;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PytorchStore, SafetensorsStore};
 use burn::tensor::Device;
-use char_lstm::CharVocab;
+use char_lstm::{CharVocab, LstmLanguageModelConfig};
 
 use crate::cli::{ExportArgs, ImportArgs};
 use crate::config::RunConfig;
@@ -208,7 +208,13 @@ pub fn import(args: &ImportArgs) -> Result<()> {
 /// `model.load_state_dict(safetensors.torch.load_file(FILE))` works in PyTorch.
 pub fn export(args: &ExportArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
-    let (_, trained) = run.load(&Device::flex())?;
+    let (config, trained) = run.load(&Device::flex())?;
+    if let Some(setting) = beyond_pytorch(&config.model) {
+        bail!(
+            "--run {}: its model has {setting}, which PyTorch's nn.LSTM does not compute; the exported weights would give another model",
+            args.run.display()
+        );
+    }
     let target = &args.safetensors;
     check_export_target(&run, target, args.force)?;
     char_lstm::write_atomic_with(target, |tmp| {
@@ -228,6 +234,21 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", target.display()))?;
     println!("wrote {}", target.display());
     Ok(())
+}
+
+/// The first setting of `model` that PyTorch's `nn.LSTM` (the tutorial's model, which an
+/// export loads into) has no equivalent for, as `key = value`.
+fn beyond_pytorch(model: &LstmLanguageModelConfig) -> Option<String> {
+    if model.multiplicative_integration {
+        return Some("model.multiplicative_integration = true".into());
+    }
+    [
+        ("model.zoneout_cell", model.zoneout_cell),
+        ("model.zoneout_hidden", model.zoneout_hidden),
+    ]
+    .into_iter()
+    .find(|&(_, probability)| probability > 0.0)
+    .map(|(key, probability)| format!("{key} = {probability}"))
 }
 
 /// An export goes to a new regular file, or with `force` over an existing one, but never over

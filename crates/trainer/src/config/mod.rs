@@ -341,8 +341,8 @@ mod tests {
 
     /// A run saved before `training.checkpoint_every`, `training.weight_decay`, `training.ema_decay`,
     /// `model.output_dropout`, `model.weight_dropout`, `model.variational_dropout`,
-    /// `model.embedding_dropout`, `model.input_dropout` and the zoneout keys existed still loads,
-    /// with their defaults.
+    /// `model.embedding_dropout`, `model.input_dropout`, the zoneout keys and
+    /// `model.multiplicative_integration` existed still loads, with their defaults.
     #[test]
     fn saved_runs_without_later_keys_load_with_the_defaults() {
         let mut table = toml::Table::try_from(RunConfig::default()).unwrap();
@@ -358,6 +358,7 @@ mod tests {
             ("model", "input_dropout"),
             ("model", "zoneout_cell"),
             ("model", "zoneout_hidden"),
+            ("model", "multiplicative_integration"),
             ("model", "vocab_size"),
             ("generate", "top_p"),
         ] {
@@ -376,6 +377,7 @@ mod tests {
         assert_eq!(config.model.input_dropout, 0.0);
         assert_eq!(config.model.zoneout_cell, 0.0);
         assert_eq!(config.model.zoneout_hidden, 0.0);
+        assert!(!config.model.multiplicative_integration);
         assert_eq!(config.model.vocab_size, 0);
         let sets = [
             "training.checkpoint_every=7".into(),
@@ -387,6 +389,7 @@ mod tests {
             "model.input_dropout=0.2".into(),
             "model.zoneout_cell=0.5".into(),
             "model.zoneout_hidden=0.05".into(),
+            "model.multiplicative_integration=true".into(),
         ];
         let set = RunConfig::resolve(None, &sets).unwrap();
         assert_eq!(set.training.checkpoint_every, 7);
@@ -398,6 +401,7 @@ mod tests {
         assert_eq!(set.model.input_dropout, 0.2);
         assert_eq!(set.model.zoneout_cell, 0.5);
         assert_eq!(set.model.zoneout_hidden, 0.05);
+        assert!(set.model.multiplicative_integration);
     }
 
     /// Every config the repository ships resolves: a misspelt key or a value out of range in
