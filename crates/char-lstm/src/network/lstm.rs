@@ -317,7 +317,7 @@ mod tests {
     use super::*;
     use burn::module::Param;
     use burn::nn::{DropoutConfig, LstmConfig as BurnLstmConfig};
-    use burn::tensor::{Distribution, TensorData, Tolerance};
+    use burn::tensor::{Distribution, Gradients, TensorData, Tolerance};
 
     const INPUT: usize = 5;
     const HIDDEN: usize = 7;
@@ -437,6 +437,35 @@ mod tests {
         ))
     }
 
+    /// For each element of the parameter `field` picks in layer `l`: its gradient in `grads`
+    /// (from `layer_ad`, that layer of the stack they came from), and `lstm` with the element
+    /// moved by `eps` and by `-eps`.
+    fn nudged<const D: usize>(
+        lstm: &Lstm,
+        layer_ad: &LstmCell,
+        l: usize,
+        grads: &Gradients,
+        eps: f32,
+        field: fn(&mut LstmCell) -> &mut Param<Tensor<D>>,
+    ) -> Vec<(f32, Lstm, Lstm)> {
+        let grad: Vec<f32> = field(&mut layer_ad.clone())
+            .grad(grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let moved = |i: usize, delta: f32| {
+            let mut moved = lstm.clone();
+            let param = field(&mut moved.layers[l]);
+            *param = perturbed(param, i, delta);
+            moved
+        };
+        grad.into_iter()
+            .enumerate()
+            .map(|(i, g)| (g, moved(i, eps), moved(i, -eps)))
+            .collect()
+    }
+
     #[test]
     fn gradients_match_central_finite_differences() {
         let _rng = crate::test_support::device_rng();
@@ -489,62 +518,29 @@ mod tests {
         };
 
         for (l, layer) in lstm_ad.layers.iter().enumerate() {
-            let g_ih: Vec<f32> = layer
-                .weight_ih
-                .grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            let g_hh: Vec<f32> = layer
-                .weight_hh
-                .grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            let g_b: Vec<f32> = layer
-                .bias_hh
-                .grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            for (i, &grad) in g_ih.iter().enumerate() {
-                let mut plus = lstm.clone();
-                plus.layers[l].weight_ih = perturbed(&lstm.layers[l].weight_ih, i, eps);
-                let mut minus = lstm.clone();
-                minus.layers[l].weight_ih = perturbed(&lstm.layers[l].weight_ih, i, -eps);
-                check(
-                    grad,
-                    value(&plus, input.clone(), h0.clone()),
-                    value(&minus, input.clone(), h0.clone()),
+            let parameters = [
+                (
                     "weight_ih",
-                );
-            }
-            for (i, &grad) in g_hh.iter().enumerate() {
-                let mut plus = lstm.clone();
-                plus.layers[l].weight_hh = perturbed(&lstm.layers[l].weight_hh, i, eps);
-                let mut minus = lstm.clone();
-                minus.layers[l].weight_hh = perturbed(&lstm.layers[l].weight_hh, i, -eps);
-                check(
-                    grad,
-                    value(&plus, input.clone(), h0.clone()),
-                    value(&minus, input.clone(), h0.clone()),
+                    nudged(&lstm, layer, l, &grads, eps, |c| &mut c.weight_ih),
+                ),
+                (
                     "weight_hh",
-                );
-            }
-            for (i, &grad) in g_b.iter().enumerate() {
-                let mut plus = lstm.clone();
-                plus.layers[l].bias_hh = perturbed(&lstm.layers[l].bias_hh, i, eps);
-                let mut minus = lstm.clone();
-                minus.layers[l].bias_hh = perturbed(&lstm.layers[l].bias_hh, i, -eps);
-                check(
-                    grad,
-                    value(&plus, input.clone(), h0.clone()),
-                    value(&minus, input.clone(), h0.clone()),
+                    nudged(&lstm, layer, l, &grads, eps, |c| &mut c.weight_hh),
+                ),
+                (
                     "bias_hh",
-                );
+                    nudged(&lstm, layer, l, &grads, eps, |c| &mut c.bias_hh),
+                ),
+            ];
+            for (what, elements) in parameters {
+                for (grad, plus, minus) in elements {
+                    check(
+                        grad,
+                        value(&plus, input.clone(), h0.clone()),
+                        value(&minus, input.clone(), h0.clone()),
+                        what,
+                    );
+                }
             }
         }
 
