@@ -22,7 +22,10 @@ pub use run::atomic_write::{FileError, write_atomic, write_atomic_with};
 pub use run::trained_model::{
     CONFIG_FILE, LoadError, TrainedModel, VOCAB_FILE, WEIGHTS_FILE, load_model_config,
 };
-pub use text::evaluation::{Evaluation, evaluate_stream, evaluate_windows};
+pub use text::evaluation::{
+    Evaluation, evaluate_ensemble_stream, evaluate_ensemble_windows, evaluate_stream,
+    evaluate_windows,
+};
 pub use text::generation::{
     CharStream, GenerationConfig, GenerationError, TokenGenerator, generate,
 };

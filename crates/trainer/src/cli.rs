@@ -121,9 +121,10 @@ impl TrainArgs {
 /// `trainer generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// The run directory to load.
-    #[arg(long)]
-    pub run: PathBuf,
+    /// The run directory to load; repeat it to sample from an ensemble, the mean of the runs'
+    /// probabilities (the first run's `[generate]` settings apply).
+    #[arg(long, required = true)]
+    pub run: Vec<PathBuf>,
     /// The text to start from; the run's `generate.prompt` when omitted.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -208,9 +209,10 @@ pub enum LstmChoice {
 /// `trainer eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The run directory to load.
-    #[arg(long)]
-    pub run: PathBuf,
+    /// The run directory to load; repeat it to evaluate an ensemble, which predicts each
+    /// character with the mean of the runs' probabilities.
+    #[arg(long, required = true)]
+    pub run: Vec<PathBuf>,
     /// The text to evaluate on (every character must be in the run's vocabulary).
     #[arg(long)]
     pub text: PathBuf,

@@ -55,12 +55,18 @@ pub enum GenerationError {
 /// forward. Stream `s` draws with seed `seed + s`, so
 /// stream 0 of a batch is the same text as a single stream with the same seed. Run it on a
 /// device without autodiff: nothing here needs gradients.
+///
+/// An ensemble ([`TokenGenerator::ensemble`]) steps each of its models and draws from the mean
+/// of their probabilities.
 pub struct TokenGenerator<'m> {
-    stepper: Stepper<'m>,
+    /// One per model of the ensemble; one for a single model.
+    steppers: Vec<Stepper<'m>>,
     samplers: Vec<Sampler>,
     /// The tokens to feed next, one per stream: the prompt's last, then the ones just drawn.
     tokens: Vec<u32>,
     vocab_size: usize,
+    /// An ensemble's `log` of the mean probabilities, `[streams, vocab]`; empty for one model.
+    mixture: Vec<f32>,
 }
 
 /// What computes the next logits.
@@ -86,7 +92,26 @@ impl<'m> TokenGenerator<'m> {
         num_streams: usize,
         sampling: &SamplingConfig,
     ) -> Result<Self, GenerationError> {
-        let vocab_size = model.vocab_size();
+        Self::ensemble(&[model], prompt, num_streams, sampling)
+    }
+
+    /// A generator that draws each token from the mean of `models`' probabilities (each model
+    /// carrying its own state); the temperature, top-k and top-p apply to that mean. One model
+    /// is [`TokenGenerator::new`].
+    ///
+    /// # Panics
+    /// If `models` is empty or its models' vocabularies differ in size.
+    pub fn ensemble(
+        models: &[&'m LstmLanguageModel],
+        prompt: &[u32],
+        num_streams: usize,
+        sampling: &SamplingConfig,
+    ) -> Result<Self, GenerationError> {
+        let vocab_size = models.first().expect("at least one model").vocab_size();
+        assert!(
+            models.iter().all(|m| m.vocab_size() == vocab_size),
+            "an ensemble's models predict over one vocabulary"
+        );
         let Some((&last, context)) = prompt.split_last() else {
             return Err(GenerationError::EmptyPrompt);
         };
@@ -99,28 +124,59 @@ impl<'m> TokenGenerator<'m> {
         let samplers = (0..num_streams as u64)
             .map(|stream| sampling.init(stream))
             .collect::<Result<Vec<_>, _>>()?;
-        let stepper = Stepper::new(model, context, num_streams);
+        let steppers = models
+            .iter()
+            .map(|model| Stepper::new(model, context, num_streams))
+            .collect();
+        let mixture = match models.len() {
+            1 => Vec::new(),
+            _ => vec![0.0; num_streams * vocab_size],
+        };
         Ok(Self {
-            stepper,
+            steppers,
             samplers,
             tokens: vec![last; num_streams],
             vocab_size,
+            mixture,
         })
     }
 
     /// Draws the next token of every stream: `[num_streams]` ids.
     pub fn next_tokens(&mut self) -> &[u32] {
         let Self {
-            stepper,
+            steppers,
             samplers,
             tokens,
             vocab_size,
+            mixture,
         } = self;
-        let logits = stepper.step(tokens);
+        let logits = match steppers.as_mut_slice() {
+            [stepper] => stepper.step(tokens),
+            steppers => {
+                mixture.fill(0.0);
+                for stepper in steppers.iter_mut() {
+                    add_probabilities(mixture, stepper.step(tokens), *vocab_size);
+                }
+                let members = steppers.len() as f32;
+                mixture.iter_mut().for_each(|p| *p = (*p / members).ln());
+                mixture
+            }
+        };
         for (stream, sampler) in samplers.iter_mut().enumerate() {
             tokens[stream] = sampler.sample(&logits[stream * *vocab_size..][..*vocab_size]);
         }
         tokens
+    }
+}
+
+/// Adds the softmax of each row of `logits` (`[rows, vocab]`) to the same row of `sums`.
+fn add_probabilities(sums: &mut [f32], logits: &[f32], vocab: usize) {
+    for (sums, row) in sums.chunks_exact_mut(vocab).zip(logits.chunks_exact(vocab)) {
+        let largest = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let total: f32 = row.iter().map(|&x| (x - largest).exp()).sum();
+        for (sum, &x) in sums.iter_mut().zip(row) {
+            *sum += (x - largest).exp() / total;
+        }
     }
 }
 
@@ -400,5 +456,86 @@ mod tests {
         if cfg!(feature = "kernels") {
             assert_ne!(that_thread, this_thread, "the loop ran on the pool");
         }
+    }
+
+    #[test]
+    fn probabilities_are_added_row_by_row() {
+        let mut sums = vec![0.5, 0.0, 0.0, 0.0];
+        let three = 3f32.ln();
+        add_probabilities(&mut sums, &[0.0, three, three, 0.0], 2);
+        for (got, want) in sums.iter().zip([0.75, 0.75, 0.75, 0.25]) {
+            assert!((got - want).abs() < 1e-6, "{sums:?}");
+        }
+    }
+
+    /// The greedy continuation of `prompt` by the mean of `models`' probabilities, each read
+    /// off the model's whole-sequence forward (in f64 on the host).
+    fn greedy_by_mean(models: &[&LstmLanguageModel], prompt: &[u32], steps: usize) -> Vec<u32> {
+        let device = models[0].embedding.weight.device();
+        let vocab = models[0].vocab_size();
+        let mut tokens = prompt.to_vec();
+        for _ in 0..steps {
+            let ids: Vec<i32> = tokens.iter().map(|&id| id as i32).collect();
+            let len = ids.len();
+            let inputs = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, len]), &device);
+            let mut mean = vec![0.0f64; vocab];
+            for model in models {
+                let (logits, _) = model.forward(inputs.clone(), None);
+                let last: Vec<f32> = logits
+                    .narrow(1, len - 1, 1)
+                    .into_data()
+                    .try_to_vec()
+                    .unwrap();
+                let total: f64 = last.iter().map(|&x| (x as f64).exp()).sum();
+                for (m, &x) in mean.iter_mut().zip(&last) {
+                    *m += (x as f64).exp() / total / models.len() as f64;
+                }
+            }
+            let best = (0..vocab)
+                .max_by(|&i, &j| mean[i].total_cmp(&mean[j]))
+                .unwrap();
+            tokens.push(best as u32);
+        }
+        tokens.split_off(prompt.len())
+    }
+
+    /// Greedy decoding of an ensemble picks, at every step, the token of highest mean
+    /// probability, for one stream and for stream 0 of three; here that differs from what
+    /// either model picks alone.
+    #[test]
+    fn an_ensemble_draws_from_the_mean_of_its_models_probabilities() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        // Untrained models often agree; with these weights the mixture's path is its own.
+        device.seed(9);
+        let (a, b) = (model(2, 9, &device), model(1, 9, &device));
+        let prompt = [1u32, 4, 2];
+        let expected = greedy_by_mean(&[&a, &b], &prompt, 12);
+        assert_ne!(expected, greedy_by_mean(&[&a], &prompt, 12));
+        assert_ne!(expected, greedy_by_mean(&[&b], &prompt, 12));
+        let greedy = SamplingConfig::new().with_temperature(0.0);
+        for streams in [1, 3] {
+            let mut generator =
+                TokenGenerator::ensemble(&[&a, &b], &prompt, streams, &greedy).unwrap();
+            let drawn: Vec<u32> = (0..12).map(|_| generator.next_tokens()[0]).collect();
+            assert_eq!(drawn, expected, "{streams} streams");
+        }
+    }
+
+    /// Two copies of one model mix to that model's own distribution.
+    #[test]
+    fn an_ensemble_of_one_model_twice_draws_what_the_model_draws() {
+        let _rng = crate::test_support::device_rng();
+        let device = Device::flex();
+        device.seed(6);
+        let model = model(2, 9, &device);
+        let sampling = SamplingConfig::new().with_seed(3).with_top_k(5);
+        let draw = |models: &[&LstmLanguageModel]| {
+            let mut generator = TokenGenerator::ensemble(models, &[3, 1], 2, &sampling).unwrap();
+            (0..30)
+                .map(|_| generator.next_tokens().to_vec())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(&[&model, &model]), draw(&[&model]));
     }
 }

@@ -10,16 +10,17 @@ use char_lstm::{CharVocab, LstmLanguageModel, SamplingConfig, SamplingError, Tok
 
 use crate::cli::GenerateArgs;
 use crate::commands::train::Finished;
-use crate::run::run_dir::RunDir;
+use crate::run::ensemble::load_ensemble;
 
 /// How often batched generation reports its progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// Loads the run and prints `--num-samples` samples of `--length` characters; Ctrl-C stops it
+/// Loads the run (or the ensemble of the runs) and prints `--num-samples` samples of `--length` characters; Ctrl-C stops it
 /// with what was drawn so far printed.
 pub fn generate(args: &GenerateArgs) -> Result<Finished> {
     let device = args.device.device()?;
-    let (config, trained) = RunDir::new(&args.run).load(&device)?;
+    let runs = load_ensemble(&args.run, &device)?;
+    let (config, first) = &runs[0];
     let g = &config.generate;
     let saved = &g.sampling;
     let sampling = SamplingConfig::new()
@@ -51,7 +52,8 @@ pub fn generate(args: &GenerateArgs) -> Result<Finished> {
         count: args.num_samples,
         sampling: &sampling,
     };
-    write_samples(&trained.model, &trained.vocab, &samples, Some(&stop))
+    let models: Vec<_> = runs.iter().map(|(_, trained)| &trained.model).collect();
+    write_samples(&models, &first.vocab, &samples, Some(&stop))
 }
 
 /// What to generate.
@@ -66,22 +68,23 @@ pub struct Samples<'a> {
     pub sampling: &'a SamplingConfig,
 }
 
-/// Prints `prompt` and its continuation; a single sample streams character by character, many
+/// Prints `prompt` and its continuation by `models` (one model, or an ensemble drawing from
+/// the mean of their probabilities); a single sample streams character by character, many
 /// samples print one after another once drawn, with their progress on stderr meanwhile. When
 /// `stop` is set (Ctrl-C) generation ends early, what was drawn is printed, and the result is
 /// [`Finished::Interrupted`].
 pub fn write_samples(
-    model: &LstmLanguageModel,
+    models: &[&LstmLanguageModel],
     vocab: &CharVocab,
     samples: &Samples<'_>,
     stop: Option<&AtomicBool>,
 ) -> Result<Finished> {
-    char_lstm::on_decoder_threads(|| print_samples(model, vocab, samples, stop))
+    char_lstm::on_decoder_threads(|| print_samples(models, vocab, samples, stop))
 }
 
 /// [`write_samples`]'s work, on the thread it draws on.
 fn print_samples(
-    model: &LstmLanguageModel,
+    models: &[&LstmLanguageModel],
     vocab: &CharVocab,
     samples: &Samples<'_>,
     stop: Option<&AtomicBool>,
@@ -98,7 +101,7 @@ fn print_samples(
     let ids = vocab
         .encode(prompt)
         .map_err(|e| anyhow::anyhow!("prompt {}: {e}", quoted(prompt)))?;
-    let mut generator = TokenGenerator::new(model, &ids, count, sampling)?;
+    let mut generator = TokenGenerator::ensemble(models, &ids, count, sampling)?;
     let mut out = std::io::stdout().lock();
     let mut texts = vec![String::new(); count];
     if count == 1 {

@@ -556,7 +556,7 @@ fn report(prepared: &Prepared, outcome: Outcome, server: Option<&str>) -> Result
         count: 1,
         sampling: &g.sampling,
     };
-    write_samples(&lm, vocab, &samples, None)?;
+    write_samples(&[&lm], vocab, &samples, None)?;
     Ok(Finished::Completed)
 }
 
