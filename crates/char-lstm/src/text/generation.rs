@@ -5,7 +5,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::network::language_model::LstmLanguageModel;
 use crate::network::state::LstmState;
-use crate::text::sampling::{Sampler, SamplingConfig, SamplingError};
+use crate::text::sampling::{Sampler, SamplingConfig, SamplingError, softmax_weights};
 use crate::text::vocab::{CharVocab, VocabError};
 
 /// How much to generate and how each token is drawn.
@@ -67,6 +67,8 @@ pub struct TokenGenerator<'m> {
     vocab_size: usize,
     /// An ensemble's `log` of the mean probabilities, `[streams, vocab]`; empty for one model.
     mixture: Vec<f32>,
+    /// One row's softmax weights while the mixture is summed.
+    weights: Vec<f64>,
 }
 
 /// What computes the next logits.
@@ -138,6 +140,7 @@ impl<'m> TokenGenerator<'m> {
             tokens: vec![last; num_streams],
             vocab_size,
             mixture,
+            weights: Vec::new(),
         })
     }
 
@@ -149,13 +152,14 @@ impl<'m> TokenGenerator<'m> {
             tokens,
             vocab_size,
             mixture,
+            weights,
         } = self;
         let logits = match steppers.as_mut_slice() {
             [stepper] => stepper.step(tokens),
             steppers => {
                 mixture.fill(0.0);
                 for stepper in steppers.iter_mut() {
-                    add_probabilities(mixture, stepper.step(tokens), *vocab_size);
+                    add_probabilities(mixture, stepper.step(tokens), *vocab_size, weights);
                 }
                 let members = steppers.len() as f32;
                 mixture.iter_mut().for_each(|p| *p = (*p / members).ln());
@@ -169,13 +173,14 @@ impl<'m> TokenGenerator<'m> {
     }
 }
 
-/// Adds the softmax of each row of `logits` (`[rows, vocab]`) to the same row of `sums`.
-fn add_probabilities(sums: &mut [f32], logits: &[f32], vocab: usize) {
+/// Adds the softmax of each row of `logits` (`[rows, vocab]`) to the same row of `sums`, with
+/// the sampler's softmax weights (`weights` is scratch).
+fn add_probabilities(sums: &mut [f32], logits: &[f32], vocab: usize, weights: &mut Vec<f64>) {
     for (sums, row) in sums.chunks_exact_mut(vocab).zip(logits.chunks_exact(vocab)) {
-        let largest = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let total: f32 = row.iter().map(|&x| (x - largest).exp()).sum();
-        for (sum, &x) in sums.iter_mut().zip(row) {
-            *sum += (x - largest).exp() / total;
+        softmax_weights(row, 1.0, weights);
+        let total: f64 = weights.iter().sum();
+        for (sum, &weight) in sums.iter_mut().zip(weights.iter()) {
+            *sum += (weight / total) as f32;
         }
     }
 }
@@ -462,7 +467,7 @@ mod tests {
     fn probabilities_are_added_row_by_row() {
         let mut sums = vec![0.5, 0.0, 0.0, 0.0];
         let three = 3f32.ln();
-        add_probabilities(&mut sums, &[0.0, three, three, 0.0], 2);
+        add_probabilities(&mut sums, &[0.0, three, three, 0.0], 2, &mut Vec::new());
         for (got, want) in sums.iter().zip([0.75, 0.75, 0.75, 0.25]) {
             assert!((got - want).abs() < 1e-6, "{sums:?}");
         }

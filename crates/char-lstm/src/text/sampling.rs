@@ -5,12 +5,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 #[cfg(feature = "kernels")]
-use char_lstm_kernels::softmax_weights;
+pub(crate) use char_lstm_kernels::softmax_weights;
 
 /// The softmax's weights before normalizing, `e^((l - max) / temperature)`, with libm's `exp`
 /// per token (the kernels crate's version is one vectorized pass).
 #[cfg(not(feature = "kernels"))]
-fn softmax_weights(logits: &[f32], temperature: f64, weights: &mut Vec<f64>) {
+pub(crate) fn softmax_weights(logits: &[f32], temperature: f64, weights: &mut Vec<f64>) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     weights.clear();
     weights.extend(
