@@ -15,8 +15,8 @@ use crate::run::ensemble::load_ensemble;
 /// How often batched generation reports its progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// Loads the run (or the ensemble of the runs) and prints `--num-samples` samples of `--length` characters; Ctrl-C stops it
-/// with what was drawn so far printed.
+/// Loads the run (or the ensemble of the runs) and prints `--num-samples` samples of
+/// `--length` characters; Ctrl-C stops it with what was drawn so far printed.
 pub fn generate(args: &GenerateArgs) -> Result<Finished> {
     let device = args.device.device()?;
     let runs = load_ensemble(&args.run, &device)?;
